@@ -1,0 +1,36 @@
+"""Where the project's files live: the SQL folder (checkout or wheel) and USERDEBTOR_HOME."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+@cache
+def sql_dir() -> Path:
+    """The `sql/` folder: inside the package in a wheel, beside it in a checkout."""
+    for candidate in (_PACKAGE_DIR / "sql", _PACKAGE_DIR.parent / "sql"):
+        if (candidate / "state").is_dir():
+            return candidate
+    raise FileNotFoundError("the project's sql/ folder is missing from this installation")
+
+
+@cache
+def read_sql(relative: str) -> str:
+    """Text of one SQL file, e.g. read_sql('plan/debtors_to_create.sql')."""
+    return (sql_dir() / relative).read_text(encoding="utf-8")
+
+
+def home_dir() -> Path:
+    """USERDEBTOR_HOME: the embedded database and the local mail folder live here."""
+    home = Path(os.environ.get("USERDEBTOR_HOME", ".userdebtor")).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def mail_dir() -> Path:
+    """The local mail folder (a Maildir) that the default transport delivers into."""
+    return home_dir() / "mail"

@@ -1,0 +1,78 @@
+"""`userdebtor init`: create the contract's tables where missing and migrate the pipeline's own schema."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from userdebtor_pipeline.paths import sql_dir
+
+STATE_SCHEMA = "userdebtor"
+# Any fixed number works; it only keeps two `init` runs from migrating at once.
+_MIGRATION_LOCK = 7_420_001
+
+_TABLE_NAME = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)\.(\w+)")
+
+
+@dataclass
+class InitReport:
+    created_tables: list[str] = field(default_factory=list)
+    existing_tables: list[str] = field(default_factory=list)
+    applied_migrations: list[str] = field(default_factory=list)
+
+
+def create_missing_tables(engine: Engine, system: str, report: InitReport) -> None:
+    """Run each table file of `sql/<system>/tables` whose table does not exist; existing ones are not touched."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+        for path in sorted((sql_dir() / system / "tables").glob("*.sql")):
+            ddl = path.read_text(encoding="utf-8")
+            schema, table = _TABLE_NAME.search(ddl).groups()
+            qualified = f"{schema}.{table}"
+            exists = conn.execute(sa.text("SELECT to_regclass(:t) IS NOT NULL"), {"t": qualified}).scalar()
+            if exists:
+                report.existing_tables.append(qualified)
+                continue
+            conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
+            conn.exec_driver_sql(ddl)
+            report.created_tables.append(qualified)
+
+
+def migrate_state(engine: Engine, report: InitReport) -> None:
+    """Apply the versioned migrations of schema `userdebtor` that have not been applied yet."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+        conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}"))
+        conn.execute(
+            sa.text(
+                f"CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.schema_migration ("
+                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+        )
+        applied = set(conn.execute(sa.text(f"SELECT version FROM {STATE_SCHEMA}.schema_migration")).scalars())
+        for path in sorted((sql_dir() / "state" / "migrations").glob("*.sql")):
+            version = path.stem
+            if version in applied:
+                continue
+            conn.exec_driver_sql(path.read_text(encoding="utf-8"))
+            conn.execute(
+                sa.text(f"INSERT INTO {STATE_SCHEMA}.schema_migration (version) VALUES (:v)"), {"v": version}
+            )
+            report.applied_migrations.append(version)
+
+
+def init_databases(erp: Engine, web: Engine) -> InitReport:
+    """Idempotent: a second run creates and applies nothing."""
+    report = InitReport()
+    create_missing_tables(erp, "erp", report)
+    create_missing_tables(web, "web", report)
+    migrate_state(web, report)
+    return report
+
+
+def state_is_ready(web: Engine) -> bool:
+    with web.connect() as conn:
+        return bool(conn.execute(sa.text("SELECT to_regclass('userdebtor.sync_run') IS NOT NULL")).scalar())
