@@ -10,7 +10,6 @@ from sqlalchemy.engine import Engine
 
 from userdebtor_pipeline.paths import sql_dir
 
-STATE_SCHEMA = "userdebtor"
 # Any fixed number works; it only keeps two `init` runs from migrating at once.
 _MIGRATION_LOCK = 7_420_001
 
@@ -45,22 +44,20 @@ def migrate_state(engine: Engine, report: InitReport) -> None:
     """Apply the versioned migrations of schema `userdebtor` that have not been applied yet."""
     with engine.begin() as conn:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
-        conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}"))
+        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS userdebtor"))
         conn.execute(
             sa.text(
-                f"CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.schema_migration ("
+                "CREATE TABLE IF NOT EXISTS userdebtor.schema_migration ("
                 " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             )
         )
-        applied = set(conn.execute(sa.text(f"SELECT version FROM {STATE_SCHEMA}.schema_migration")).scalars())
+        applied = set(conn.execute(sa.text("SELECT version FROM userdebtor.schema_migration")).scalars())
         for path in sorted((sql_dir() / "state" / "migrations").glob("*.sql")):
             version = path.stem
             if version in applied:
                 continue
             conn.exec_driver_sql(path.read_text(encoding="utf-8"))
-            conn.execute(
-                sa.text(f"INSERT INTO {STATE_SCHEMA}.schema_migration (version) VALUES (:v)"), {"v": version}
-            )
+            conn.execute(sa.text("INSERT INTO userdebtor.schema_migration (version) VALUES (:v)"), {"v": version})
             report.applied_migrations.append(version)
 
 

@@ -1,0 +1,519 @@
+"""PRONTO-style filter queries over `erp.deb_master` (CONTRACT.md, "Filter queries").
+
+A filter such as ``dr-cust-type like "WEB_%"`` is read by a small hand-written tokenizer and a
+recursive-descent parser and turned into a SQLAlchemy expression. Values only ever become bound
+parameters; no part of the filter text reaches the SQL as text, and anything outside the grammar
+(functions, sub-queries, ``;``, comments, unknown columns) is refused with the position of the problem.
+
+Grammar (keywords case-insensitive; ``not`` binds tighter than ``and``, which binds tighter than ``or``)::
+
+    filter     := or_expr EOF
+    or_expr    := and_expr ("or" and_expr)*
+    and_expr   := not_expr ("and" not_expr)*
+    not_expr   := "not" not_expr | "(" or_expr ")" | predicate
+    predicate  := column ( compare value
+                         | ["not"] "like" string
+                         | ["not"] "in" "(" value ("," value)* ")"
+                         | "is" ["not"] "null" )
+    compare    := "=" | "<>" | "!=" | "<" | "<=" | ">" | ">="
+    value      := string | number
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from functools import cache
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+__all__ = [
+    "DEB_MASTER_COLUMNS",
+    "FilterError",
+    "deb_master_table",
+    "filter_columns_of",
+    "parse_filter",
+    "validate_filter",
+]
+
+DEB_MASTER_COLUMNS: tuple[str, ...] = (
+    "dr_cust_code",
+    "dr_cust_name",
+    "dr_cust_type",
+    "dr_email",
+    "dr_phone",
+    "dr_addr_1",
+    "dr_addr_2",
+    "dr_addr_3",
+    "dr_addr_4",
+    "dr_addr_5",
+    "dr_addr_6",
+    "dr_postcode",
+    "dr_abn",
+    "dr_industry_code",
+    "dr_price_code",
+    "dr_tax_code",
+    "dr_territory",
+    "dr_credit_limit",
+    "dr_account_status",
+    "dr_date_created",
+    "dr_date_last_changed",
+)
+
+# Bounds that keep a hostile or mistaken filter from costing more than a settings check should.
+MAX_FILTER_LENGTH = 10_000
+MAX_NESTING = 50
+
+_KEYWORDS = frozenset({"and", "or", "not", "like", "in", "is", "null"})
+# Words that show someone is writing SQL rather than a filter; named in the error to say why it fails.
+_SQL_WORDS = frozenset(
+    {"select", "from", "where", "union", "exists", "insert", "update", "delete", "drop", "with", "values"}
+)
+_COMPARISONS = ("<>", "!=", "<=", ">=", "=", "<", ">")
+_OPERATOR_HINT = "=, <>, !=, <, <=, >, >=, like, not like, in (...), not in (...), is null, is not null"
+
+
+class FilterError(ValueError):
+    """A filter that does not parse; the message names what is wrong, its position and an excerpt."""
+
+    def __init__(self, message: str, text: str = "", offset: int | None = None, note: str = "") -> None:
+        self.reason = message
+        self.text = text
+        self.offset = offset  # 0-based index into `text`, or None when the problem has no single place
+        self.position = None if offset is None else offset + 1  # 1-based, as shown in the message
+        if offset is not None:
+            message = f"{message} at position {offset + 1}\n{_excerpt(text, offset)}"
+        if note:
+            message = f"{message}\n{note}"
+        super().__init__(message)
+
+
+def _excerpt(text: str, offset: int, width: int = 36) -> str:
+    """The text around `offset` on one line, with a caret under the offending character."""
+    start = max(0, offset - width)
+    end = min(len(text), offset + width)
+    # Line breaks and tabs would misalign the caret; a filter is one expression anyway.
+    snippet = "".join(" " if ch in "\r\n\t" else ch for ch in text[start:end])
+    prefix = "..." if start > 0 else ""
+    suffix = "..." if end < len(text) else ""
+    return f"  {prefix}{snippet}{suffix}\n  {' ' * (len(prefix) + offset - start)}^"
+
+
+# --------------------------------------------------------------------------------------------- tokens
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    kind: str  # "ident", "string", "number", "op", "(", ")", ",", "eof"
+    value: str  # identifiers as written; strings unescaped; numbers and operators as written
+    pos: int  # 0-based offset of the token's first character
+
+    @property
+    def word(self) -> str:
+        """Lower-case identifier, for keyword comparisons."""
+        return self.value.lower() if self.kind == "ident" else ""
+
+    def describe(self) -> str:
+        if self.kind == "eof":
+            return "end of filter"
+        if self.kind == "string":
+            return "string " + _quote(self.value)
+        return _quote(self.value)
+
+
+def _quote(value: str, limit: int = 30) -> str:
+    shown = value if len(value) <= limit else value[: limit - 3] + "..."
+    return repr(shown)
+
+
+def _is_ident_start(ch: str) -> bool:
+    return ch.isascii() and (ch.isalpha() or ch == "_")
+
+
+def _is_ident_char(ch: str) -> bool:
+    return ch.isascii() and (ch.isalnum() or ch == "_")
+
+
+def _tokenize(text: str) -> Iterator[_Token]:
+    """Yield the tokens of `text` one at a time, so that the first problem from the left is reported."""
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch in " \t\r\n":
+            i += 1
+            continue
+        two = text[i : i + 2]
+        if two in ("--", "/*"):
+            raise FilterError(f"comments ({two!r}) are not allowed in a filter", text, i)
+        if _is_ident_start(ch):
+            start = i
+            i += 1
+            # PRONTO names use hyphens (`dr-cust-type`); a hyphen belongs to the name only when a name
+            # character follows, so `--` still reads as a comment and is refused.
+            while i < n and (
+                _is_ident_char(text[i]) or (text[i] == "-" and i + 1 < n and _is_ident_char(text[i + 1]))
+            ):
+                i += 1
+            yield _Token("ident", text[start:i], start)
+            continue
+        if ch in "'\"":
+            start = i
+            value, i = _read_string(text, i)
+            yield _Token("string", value, start)
+            continue
+        if ch.isdigit() or (ch == "-" and i + 1 < n and text[i + 1].isdigit()):
+            start = i
+            i += 1
+            while i < n and text[i].isdigit():
+                i += 1
+            if i < n and text[i] == ".":
+                i += 1
+                if i >= n or not text[i].isdigit():
+                    raise FilterError("a decimal point must be followed by digits", text, i - 1)
+                while i < n and text[i].isdigit():
+                    i += 1
+            if i < n and (_is_ident_char(text[i]) or text[i] == "."):
+                raise FilterError(f"malformed number {text[start : i + 1]!r}", text, start)
+            yield _Token("number", text[start:i], start)
+            continue
+        op = next((o for o in _COMPARISONS if text.startswith(o, i)), None)
+        if op is not None:
+            yield _Token("op", op, i)
+            i += len(op)
+            continue
+        if ch in "(),":
+            yield _Token(ch, ch, i)
+            i += 1
+            continue
+        raise FilterError(f"unexpected {ch!r}", text, i)
+    yield _Token("eof", "", n)
+
+
+def _read_string(text: str, start: int) -> tuple[str, int]:
+    """Read a quoted string starting at `start`; a doubled quote stands for one quote character.
+
+    Returns the unescaped value and the index just after the closing quote.
+    """
+    quote = text[start]
+    parts: list[str] = []
+    i = start + 1
+    while True:
+        end = text.find(quote, i)
+        if end < 0:
+            raise FilterError("unterminated string", text, start)
+        parts.append(text[i:end])
+        if text.startswith(quote * 2, end):
+            parts.append(quote)
+            i = end + 2
+            continue
+        return "".join(parts), end + 1
+
+
+# --------------------------------------------------------------------------------------------- parser
+
+
+class _Parser:
+    def __init__(self, text: str, columns: Mapping[str, ColumnElement[Any]]) -> None:
+        self.text = text
+        self._stream = _tokenize(text)
+        self._lookahead: list[_Token] = []
+        self.depth = 0
+        # Canonical spelling: lower case, underscores. `dr-cust-type` and `DR_CUST_TYPE` are one column.
+        self.columns = {_canonical(name): column for name, column in columns.items()}
+
+    # -- helpers
+
+    def peek(self, ahead: int = 1) -> _Token:
+        """The token `ahead` places after the current one (the end token repeats once reached)."""
+        while len(self._lookahead) <= ahead:
+            if self._lookahead and self._lookahead[-1].kind == "eof":
+                return self._lookahead[-1]
+            self._lookahead.append(next(self._stream))
+        return self._lookahead[ahead]
+
+    @property
+    def tok(self) -> _Token:
+        return self.peek(0)
+
+    def advance(self) -> _Token:
+        token = self.tok
+        if token.kind != "eof":
+            self._lookahead.pop(0)
+        return token
+
+    def at_word(self, word: str) -> bool:
+        return self.tok.word == word
+
+    def error(self, message: str, token: _Token | None = None) -> FilterError:
+        token = token or self.tok
+        return FilterError(message, self.text, token.pos)
+
+    def unexpected(self, expected: str, token: _Token | None = None) -> FilterError:
+        token = token or self.tok
+        if token.kind == "eof":
+            return self.error(f"unexpected end of filter; expected {expected}", token)
+        return self.error(f"unexpected {token.describe()}; expected {expected}", token)
+
+    def expect(self, kind: str, expected: str) -> _Token:
+        if self.tok.kind != kind:
+            raise self.unexpected(expected)
+        return self.advance()
+
+    # -- grammar
+
+    def parse(self) -> ColumnElement[bool]:
+        if self.tok.kind == "eof":
+            raise FilterError("the filter is empty", self.text, 0)
+        expr = self.or_expr()
+        if self.tok.kind != "eof":
+            raise self.unexpected("'and', 'or' or the end of the filter")
+        return expr
+
+    def or_expr(self) -> ColumnElement[bool]:
+        parts = [self.and_expr()]
+        while self.at_word("or"):
+            self.advance()
+            parts.append(self.and_expr())
+        return parts[0] if len(parts) == 1 else sa.or_(*parts)
+
+    def and_expr(self) -> ColumnElement[bool]:
+        parts = [self.not_expr()]
+        while self.at_word("and"):
+            self.advance()
+            parts.append(self.not_expr())
+        return parts[0] if len(parts) == 1 else sa.and_(*parts)
+
+    def not_expr(self) -> ColumnElement[bool]:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.error(f"the filter nests deeper than {MAX_NESTING} levels")
+        try:
+            if self.at_word("not"):
+                self.advance()
+                return sa.not_(self.not_expr())
+            if self.tok.kind == "(":
+                self.advance()
+                if self.tok.word in _SQL_WORDS:
+                    raise self.error(f"sub-queries are not allowed ({self.tok.value!r})")
+                inner = self.or_expr()
+                self.expect(")", "')'")
+                # No explicit grouping needed: SQLAlchemy parenthesises by operator precedence when compiling.
+                return inner
+            return self.predicate()
+        finally:
+            self.depth -= 1
+
+    def predicate(self) -> ColumnElement[bool]:
+        column_token = self.tok
+        column = self.column()
+        if self.tok.kind == "op":
+            op = self.advance().value
+            value = self.value(column, column_token)
+            return _COMPARE[op](column, value)
+        if self.at_word("is"):
+            self.advance()
+            negate = self.at_word("not")
+            if negate:
+                self.advance()
+            if not self.at_word("null"):
+                raise self.unexpected("'null'" if negate else "'null' or 'not null'")
+            self.advance()
+            return column.is_not(None) if negate else column.is_(None)
+        negate = self.at_word("not")
+        if negate:
+            self.advance()
+            if not (self.at_word("like") or self.at_word("in")):
+                raise self.unexpected("'like' or 'in' after 'not'")
+        if self.at_word("like"):
+            like_token = self.advance()
+            if not _is_text(column):
+                raise self.error(f"'like' needs a text column; {column_token.value!r} is not one", like_token)
+            if self.tok.kind != "string":
+                raise self.unexpected("a quoted pattern after 'like'")
+            pattern = self.value(column, column_token)
+            return column.not_like(pattern) if negate else column.like(pattern)
+        if self.at_word("in"):
+            self.advance()
+            values = self.value_list(column, column_token)
+            return column.not_in(values) if negate else column.in_(values)
+        raise self.unexpected(f"an operator ({_OPERATOR_HINT})")
+
+    def column(self) -> ColumnElement[Any]:
+        token = self.tok
+        if token.kind != "ident":
+            raise self.unexpected("a column name")
+        word = token.word
+        if self.peek().kind == "(":
+            raise self.error(f"function calls are not allowed ({token.value!r})")
+        if word in _SQL_WORDS:
+            raise self.error(f"SQL statements are not allowed ({token.value!r})")
+        if word in _KEYWORDS:
+            raise self.unexpected("a column name")
+        column = self.columns.get(_canonical(token.value))
+        if column is None:
+            known = list(self.columns)
+            close = difflib.get_close_matches(_canonical(token.value), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise FilterError(
+                f"unknown column {token.value!r}{hint}",
+                self.text,
+                token.pos,
+                "valid columns: " + ", ".join(known),
+            )
+        self.advance()
+        return column
+
+    def value(self, column: ColumnElement[Any], column_token: _Token) -> Any:
+        token = self.tok
+        if token.kind in ("string", "number"):
+            self.advance()
+            return _coerce(token, column, column_token, self.text)
+        if token.kind == "ident":
+            if self.peek().kind == "(":
+                raise self.error(f"function calls are not allowed ({token.value!r})")
+            if token.word == "select":
+                raise self.error("sub-queries are not allowed")
+            if token.word == "null":
+                raise self.error("compare with null using 'is null' or 'is not null'")
+            if _canonical(token.value) in self.columns:
+                raise self.error("a column can only be compared with a value, not another column")
+            raise self.unexpected("a quoted string or a number (are quotes missing?)")
+        if token.kind == "(":
+            if self.peek().word == "select":
+                raise self.error("sub-queries are not allowed", self.peek())
+            raise self.unexpected("a quoted string or a number")
+        raise self.unexpected("a quoted string or a number")
+
+    def value_list(self, column: ColumnElement[Any], column_token: _Token) -> list[Any]:
+        self.expect("(", "'(' to start the list of values")
+        if self.tok.word == "select":
+            raise self.error("sub-queries are not allowed")
+        if self.tok.kind == ")":
+            raise self.error("the list of values is empty")
+        values = [self.value(column, column_token)]
+        while self.tok.kind == ",":
+            self.advance()
+            values.append(self.value(column, column_token))
+        self.expect(")", "',' or ')' in the list of values")
+        return values
+
+
+def _canonical(name: str) -> str:
+    return name.lower().replace("-", "_")
+
+
+_COMPARE: dict[str, Callable[[ColumnElement[Any], Any], ColumnElement[bool]]] = {
+    "=": lambda c, v: c == v,
+    "<>": lambda c, v: c != v,
+    "!=": lambda c, v: c != v,
+    "<": lambda c, v: c < v,
+    "<=": lambda c, v: c <= v,
+    ">": lambda c, v: c > v,
+    ">=": lambda c, v: c >= v,
+}
+
+
+def _is_text(column: ColumnElement[Any]) -> bool:
+    return isinstance(column.type, sa.String | sa.types.NullType)
+
+
+def _coerce(token: _Token, column: ColumnElement[Any], column_token: _Token, text: str) -> Any:
+    """The Python value to bind for `token`, typed to suit `column`.
+
+    Checking here, rather than letting the database refuse the query, turns a wrong value into a settings
+    error before a run starts. Numbers against text columns are kept as written (`so-order-status = 61`).
+    """
+    col_type = column.type
+    name = column_token.value
+
+    def wrong(what: str) -> FilterError:
+        return FilterError(f"{name!r} holds {what}; {token.describe()} is not one", text, token.pos)
+
+    if isinstance(col_type, sa.String):
+        return token.value
+    if isinstance(col_type, sa.Integer):
+        try:
+            return int(token.value)
+        except ValueError:
+            raise wrong("whole numbers") from None
+    if isinstance(col_type, sa.Numeric | sa.Float):
+        try:
+            number = Decimal(token.value.strip())
+        except InvalidOperation:
+            raise wrong("numbers") from None
+        if not number.is_finite():
+            raise wrong("numbers")
+        return number
+    if isinstance(col_type, sa.DateTime | sa.Date):
+        if token.kind != "string":
+            raise FilterError(
+                f"{name!r} holds dates; write the date quoted, e.g. '2024-01-31'", text, token.pos
+            )
+        try:
+            moment = dt.datetime.fromisoformat(token.value)
+        except ValueError:
+            raise wrong("dates such as '2024-01-31'") from None
+        return moment if isinstance(col_type, sa.DateTime) else moment.date()
+    if token.kind == "number":
+        return Decimal(token.value) if "." in token.value else int(token.value)
+    return token.value
+
+
+# ----------------------------------------------------------------------------------------------- API
+
+
+def parse_filter(text: str, columns: Mapping[str, ColumnElement[Any]]) -> ColumnElement[bool]:
+    """Parse `text` into a boolean SQLAlchemy expression over `columns`.
+
+    `columns` maps canonical (underscore) column names to column objects, so one filter can select from
+    `erp.deb_master` or from a staging copy with the same column names (see `filter_columns_of`).
+    Raises FilterError for anything outside the grammar.
+    """
+    if not isinstance(text, str):
+        raise FilterError(f"a filter must be text, not {type(text).__name__}")
+    if len(text) > MAX_FILTER_LENGTH:
+        raise FilterError(f"the filter is longer than {MAX_FILTER_LENGTH} characters")
+    return _Parser(text, columns).parse()
+
+
+def filter_columns_of(table: sa.FromClause) -> dict[str, ColumnElement[Any]]:
+    """The `columns` argument of `parse_filter` for a table (or any selectable), keyed by column name."""
+    return {column.name: column for column in table.columns}
+
+
+@cache
+def deb_master_table() -> sa.Table:
+    """A SQLAlchemy description of `erp.deb_master` as the contract defines it (not reflected)."""
+    types: dict[str, sa.types.TypeEngine[Any]] = {
+        "dr_credit_limit": sa.Numeric(14, 2),
+        "dr_date_created": sa.DateTime(timezone=True),
+        "dr_date_last_changed": sa.DateTime(timezone=True),
+    }
+    not_null = {
+        "dr_cust_code",
+        "dr_cust_name",
+        "dr_cust_type",
+        "dr_account_status",
+        "dr_date_created",
+        "dr_date_last_changed",
+    }
+    columns = [
+        sa.Column(
+            name,
+            types.get(name, sa.Text()),
+            primary_key=name == "dr_cust_code",
+            nullable=name not in not_null,
+        )
+        for name in DEB_MASTER_COLUMNS
+    ]
+    return sa.Table("deb_master", sa.MetaData(), *columns, schema="erp")
+
+
+def validate_filter(text: str) -> None:
+    """Raise FilterError unless `text` is a valid filter over `erp.deb_master`."""
+    parse_filter(text, filter_columns_of(deb_master_table()))
