@@ -1,0 +1,467 @@
+"""Emails (rule E1): rendering, the outbox, one-time tokens, held emails (U3) and delivery.
+
+Real PostgreSQL (the `engines` fixture) and a real SMTP server (aiosmtpd on 127.0.0.1); nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import mailbox
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from aiosmtpd.controller import Controller
+
+from userdebtor_pipeline.email import (
+    TEMPLATES,
+    EmailTemplateError,
+    deliver_outbox,
+    hash_token,
+    issue_token,
+    message_id,
+    new_token,
+    queue_email,
+    queue_warning,
+    release_held_emails,
+    render_email,
+    token_link,
+)
+
+FROM = "Bush Hardware <store@example.com>"
+SITE = "https://shop.example.com.au"
+SMTP_PASSWORD = "s3cret-Relay-pw"
+
+# A value after "password:" in any email would mean a password was sent; the contract forbids it.
+PASSWORD_VALUE = re.compile(r"password\s*:\s*\S", re.IGNORECASE)
+
+SAMPLE_CONTEXTS: dict[str, dict[str, Any]] = {
+    "user_debtor_new_user": {
+        "link": f"{SITE}/account/set-password?token=abc",
+        "name": "Ann Citizen",
+        "email_address": "ann@example.com",
+        "account_code": "WEB_000001",
+        "expires_hours": 48,
+    },
+    "user_debtor_warning": {
+        "rule": "U5",
+        "kind": "email_collision",
+        "subject_key": "debtor:C10001",
+        "summary": "ERP email of C10001 is already another user's login",
+        "details": {"dr_cust_code": "C10001", "dr_email": "bob@example.com"},
+        "action": "Correct the email in the ERP.",
+    },
+    "instant_account_verify": {"link": f"{SITE}/account/verify-email?token=abc", "accounts": ["C1", "C2"]},
+    "instant_account_reverify": {"link": f"{SITE}/account/verify-email?token=abc", "days": 90},
+    "registration_pending_approval": {"name": "Ann", "account_code": "C10001"},
+    "sync_run_failed": {"run_id": "run-1", "error": "could not reach the ERP database"},
+}
+
+
+def _smtp(port: int, **overrides: Any) -> dict[str, Any]:
+    return {
+        "transport": "smtp",
+        "from_address": FROM,
+        "smtp_host": "127.0.0.1",
+        "smtp_port": port,
+        "mail_dir": Path("/nonexistent"),
+    } | overrides
+
+
+def _queue(web: sa.Engine, dedupe_key: str, *, to: str = "ann@example.com", **kwargs: Any) -> int | None:
+    with web.begin() as conn:
+        return queue_email(
+            conn,
+            template="user_debtor_new_user",
+            to_address=to,
+            context=SAMPLE_CONTEXTS["user_debtor_new_user"],
+            dedupe_key=dedupe_key,
+            templates_dir=None,
+            **kwargs,
+        )
+
+
+def _row(web: sa.Engine, email_id: int) -> sa.Row:
+    with web.connect() as conn:
+        return conn.execute(
+            sa.text("SELECT * FROM web.email_outbox WHERE email_id = :i"), {"i": email_id}
+        ).one()
+
+
+def _new_user(web: sa.Engine, email: str, status: str) -> int:
+    with web.begin() as conn:
+        return conn.execute(
+            sa.text(
+                "INSERT INTO web.app_user (email_address, role, status)"
+                " VALUES (:e, 'B2C', :s) RETURNING user_id"
+            ),
+            {"e": email, "s": status},
+        ).scalar_one()
+
+
+# ---------------------------------------------------------------- a real SMTP server
+
+
+class _Recorder:
+    """Accepts every message and keeps it, with the client port of the connection it came on."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.recipients: list[list[str]] = []
+        self.peers: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.original_content, policy=policy.default))
+        self.recipients.append(list(envelope.rcpt_tos))
+        self.peers.append(session.peer)
+        return "250 OK"
+
+
+class _Refuser:
+    """Refuses every recipient, as a server does for a mailbox that does not exist."""
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        return "550 5.1.1 Mailbox unavailable"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _serve(handler: Any) -> Iterator[tuple[Any, int]]:
+    port = _free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[_Recorder, int]]:
+    yield from _serve(_Recorder())
+
+
+@pytest.fixture
+def refusing_smtp_server() -> Iterator[tuple[_Refuser, int]]:
+    yield from _serve(_Refuser())
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def test_every_builtin_template_renders_text_and_html() -> None:
+    assert set(SAMPLE_CONTEXTS) == set(TEMPLATES)
+    for name, context in SAMPLE_CONTEXTS.items():
+        email = render_email(name, context, None)
+        assert email.subject and "\n" not in email.subject, name
+        assert email.body_text.strip(), name
+        assert email.body_html and email.body_html.lstrip().startswith("<!DOCTYPE html>"), name
+
+
+def test_operator_folder_overrides_per_file(tmp_path: Path) -> None:
+    (tmp_path / "user_debtor_new_user.subject.txt").write_text("Hello {{ name }}, your login is ready\n")
+    (tmp_path / "user_debtor_new_user.html").write_text("<p>Hi {{ name }}: <a href='{{ link }}'>go</a></p>\n")
+    context = SAMPLE_CONTEXTS["user_debtor_new_user"] | {"name": "Tom & <Jerry>"}
+
+    email = render_email("user_debtor_new_user", context, tmp_path)
+
+    assert email.subject == "Hello Tom & <Jerry>, your login is ready"  # .txt is never HTML-escaped
+    assert (
+        email.body_html
+        == "<p>Hi Tom &amp; &lt;Jerry&gt;: <a href='https://shop.example.com.au/account/set-password?token=abc'>go</a></p>\n"
+    )
+    # The file the operator did not replace comes from the built-in set.
+    assert email.body_text == render_email("user_debtor_new_user", context, None).body_text
+    assert "Tom & <Jerry>" in email.body_text
+    # Other templates are untouched by the operator's folder.
+    assert render_email("sync_run_failed", SAMPLE_CONTEXTS["sync_run_failed"], tmp_path).subject.startswith(
+        "[userdebtor] Sync run run-1 failed"
+    )
+
+
+def test_operator_can_replace_the_shared_layout(tmp_path: Path) -> None:
+    (tmp_path / "_base.html").write_text("<main>{% block content %}{% endblock %}</main>")
+    email = render_email(
+        "registration_pending_approval", SAMPLE_CONTEXTS["registration_pending_approval"], tmp_path
+    )
+    assert email.body_html is not None
+    assert email.body_html.startswith("<main>") and "<strong>C10001</strong>" in email.body_html
+
+
+def test_unknown_template_missing_variable_and_bad_folder_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(EmailTemplateError, match="unknown email template 'no_such_email'"):
+        render_email("no_such_email", {}, None)
+    with pytest.raises(EmailTemplateError, match="unknown email template"):
+        render_email("../../etc/passwd", {}, None)
+    with pytest.raises(EmailTemplateError, match="needs link"):
+        render_email("user_debtor_new_user", {"name": "Ann"}, None)
+    (tmp_path / "user_debtor_new_user.txt").write_text("Hi {{ nmae }}\n{{ link }}\n")
+    with pytest.raises(EmailTemplateError, match="nmae"):
+        render_email("user_debtor_new_user", SAMPLE_CONTEXTS["user_debtor_new_user"], tmp_path)
+    with pytest.raises(EmailTemplateError, match="is not a folder"):
+        render_email("user_debtor_new_user", SAMPLE_CONTEXTS["user_debtor_new_user"], tmp_path / "missing")
+
+
+def test_no_email_carries_a_password() -> None:
+    for name, context in SAMPLE_CONTEXTS.items():
+        email = render_email(name, context, None)
+        for part in (email.subject, email.body_text, email.body_html or ""):
+            assert not PASSWORD_VALUE.search(part), name
+    welcome = render_email("user_debtor_new_user", SAMPLE_CONTEXTS["user_debtor_new_user"], None)
+    assert "set your password" in welcome.body_text
+    assert SAMPLE_CONTEXTS["user_debtor_new_user"]["link"] in welcome.body_text
+    assert SAMPLE_CONTEXTS["user_debtor_new_user"]["link"] in (welcome.body_html or "")
+
+
+# ---------------------------------------------------------------- tokens
+
+
+def test_token_table_holds_only_the_sha256_of_the_link_token(engines: Any) -> None:
+    token, digest = new_token()
+    assert len(token) >= 43 and digest == hash_token(token) and re.fullmatch(r"[0-9a-f]{64}", digest)
+
+    user_id = _new_user(engines.web, "ann@example.com", "Active")
+    with engines.web.begin() as conn:
+        token = issue_token(conn, user_id, "set_password", 48)
+        link = token_link(SITE, "set_password", token)
+        email_id = queue_email(
+            conn,
+            template="user_debtor_new_user",
+            to_address="ann@example.com",
+            context={"link": link, "name": "Ann"},
+            dedupe_key=f"new_user:{user_id}",
+            templates_dir=None,
+        )
+
+    with engines.web.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT token_hash, user_id, purpose, expires_at - created_at AS ttl"
+                " FROM web.verification_token"
+            )
+        ).all()
+    assert len(rows) == 1
+    stored = rows[0]
+    assert stored.token_hash == hash_token(token) and stored.token_hash != token
+    assert (stored.user_id, stored.purpose, stored.ttl.total_seconds()) == (
+        user_id,
+        "set_password",
+        48 * 3600,
+    )
+
+    assert email_id is not None
+    body = _row(engines.web, email_id).body_text
+    assert f"{SITE}/account/set-password?token={token}" in body
+    assert stored.token_hash not in body
+    assert not PASSWORD_VALUE.search(body)
+
+    with engines.web.begin() as conn, pytest.raises(ValueError, match="purpose"):
+        issue_token(conn, user_id, "login", 48)
+
+
+# ---------------------------------------------------------------- the outbox
+
+
+def test_the_same_event_queues_one_email(engines: Any) -> None:
+    first = _queue(engines.web, "new_user:debtor:C10001")
+    second = _queue(engines.web, "new_user:debtor:C10001")
+    assert first is not None and second is None
+    with engines.web.connect() as conn:
+        rows = conn.execute(sa.text("SELECT status, template, to_address FROM web.email_outbox")).all()
+    assert [tuple(r) for r in rows] == [("queued", "user_debtor_new_user", "ann@example.com")]
+
+
+def test_email_rolls_back_with_the_change_that_caused_it(engines: Any) -> None:
+    with pytest.raises(RuntimeError), engines.web.begin() as conn:
+        queue_email(
+            conn,
+            template="registration_pending_approval",
+            to_address="ann@example.com",
+            context={},
+            dedupe_key="pending:1",
+            templates_dir=None,
+        )
+        raise RuntimeError("the change failed")
+    with engines.web.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM web.email_outbox")).scalar() == 0
+
+
+def test_warning_is_queued_once_per_event_and_names_rule_record_and_action(engines: Any) -> None:
+    kwargs: dict[str, Any] = {
+        "settings_email": {"site_url": SITE, "templates_dir": None},
+        "warning_to": "erp-admin@example.com",
+        "rule": "U5",
+        "kind": "email_collision",
+        "subject_key": "debtor:C10001",
+        "summary": "C10001's new email bob@example.com is already another user's login",
+        "details": {"dr_cust_code": "C10001", "dr_email": "bob@example.com", "other_user_id": "42"},
+        "templates_dir": None,
+    }
+    with engines.web.begin() as conn:
+        first = queue_warning(conn, **kwargs)
+        again = queue_warning(conn, **kwargs)
+        nobody = queue_warning(conn, **(kwargs | {"warning_to": "", "subject_key": "debtor:C2"}))
+    assert first is not None and again is None and nobody is None
+
+    row = _row(engines.web, first)
+    assert row.dedupe_key == "warning:email_collision:debtor:C10001"
+    assert row.template == "user_debtor_warning" and row.to_address == "erp-admin@example.com"
+    assert row.subject == "[userdebtor] C10001's new email bob@example.com is already another user's login"
+    for expected in ("U5", "email collision", "debtor:C10001", "dr_email: bob@example.com", "WHAT TO DO"):
+        assert expected in row.body_text
+    assert "Correct the debtor's email in the ERP" in row.body_text  # the rule's default advice
+
+
+def test_held_email_is_released_only_once_the_user_is_active(engines: Any, tmp_path: Path) -> None:
+    user_id = _new_user(engines.web, "pending@example.com", "PendingApproval")
+    email_id = _queue(engines.web, f"new_user:{user_id}", status="held", hold_for_user_id=user_id)
+    assert email_id is not None
+    mail = tmp_path / "mail"
+
+    with engines.web.begin() as conn:
+        assert release_held_emails(conn) == 0
+    report = deliver_outbox(engines.web, **(_smtp(1) | {"transport": "maildir", "mail_dir": mail}))
+    assert (report.sent, report.remaining) == (0, 0)
+    assert _row(engines.web, email_id).status == "held"
+
+    with engines.web.begin() as conn:
+        conn.execute(sa.text("UPDATE web.app_user SET status = 'Active' WHERE user_id = :u"), {"u": user_id})
+        assert release_held_emails(conn) == 1
+        assert release_held_emails(conn) == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM userdebtor.email_hold")).scalar() == 0
+    assert _row(engines.web, email_id).status == "queued"
+
+    report = deliver_outbox(engines.web, **(_smtp(1) | {"transport": "maildir", "mail_dir": mail}))
+    assert report.sent == 1 and _row(engines.web, email_id).status == "sent"
+
+
+# ---------------------------------------------------------------- delivery
+
+
+def test_maildir_delivery_writes_a_message_a_person_can_open(engines: Any, tmp_path: Path) -> None:
+    email_id = _queue(engines.web, "new_user:debtor:C10001")
+    assert email_id is not None
+    mail = tmp_path / "home" / "mail"
+
+    report = deliver_outbox(engines.web, **(_smtp(1) | {"transport": "maildir", "mail_dir": mail}))
+
+    assert (report.sent, report.failed, report.retried, report.remaining) == (1, 0, 0, 0)
+    files = list((mail / "new").iterdir())
+    assert len(files) == 1
+    message = message_from_bytes(files[0].read_bytes(), policy=policy.default)
+    assert message["To"] == "ann@example.com" and message["From"] == FROM
+    assert message["Subject"] == "Welcome: set your password to start ordering online"
+    assert message["Message-ID"] == message_id("new_user:debtor:C10001", FROM)
+    assert message["Date"]
+    assert "set your password" in message.get_body(("plain",)).get_content()
+    assert "<!DOCTYPE html>" in message.get_body(("html",)).get_content()
+    assert len(mailbox.Maildir(str(mail), create=False)) == 1  # what a mail program sees
+
+    row = _row(engines.web, email_id)
+    assert row.status == "sent" and row.sent_at is not None and row.attempts == 0
+
+
+def test_smtp_delivery_sends_text_and_html_one_connection_per_batch(
+    engines: Any, smtp_server: tuple[_Recorder, int]
+) -> None:
+    recorder, port = smtp_server
+    ids = [_queue(engines.web, f"new_user:{n}", to=f"user{n}@example.com") for n in range(3)]
+
+    report = deliver_outbox(engines.web, **_smtp(port, batch_size=2))
+
+    assert (report.sent, report.failed, report.retried, report.remaining) == (3, 0, 0, 0)
+    assert recorder.recipients == [["user0@example.com"], ["user1@example.com"], ["user2@example.com"]]
+    assert len(set(recorder.peers)) == 2  # batches of 2 and 1: two connections
+    message = recorder.messages[0]
+    assert message.get_content_type() == "multipart/alternative"
+    assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
+    assert "set your password" in message.get_body(("plain",)).get_content()
+    assert message["Message-ID"] == message_id("new_user:0", FROM)
+    assert all(_row(engines.web, i).status == "sent" for i in ids if i is not None)
+
+
+def test_a_sent_email_is_not_sent_again(engines: Any, smtp_server: tuple[_Recorder, int]) -> None:
+    recorder, port = smtp_server
+    _queue(engines.web, "new_user:1")
+    assert deliver_outbox(engines.web, **_smtp(port)).sent == 1
+    again = deliver_outbox(engines.web, **_smtp(port))
+    assert (again.sent, again.remaining) == (0, 0)
+    assert len(recorder.messages) == 1
+
+    # The same event queued again after sending is still the one email.
+    assert _queue(engines.web, "new_user:1") is None
+    assert deliver_outbox(engines.web, **_smtp(port)).sent == 0
+    assert len(recorder.messages) == 1
+
+
+def test_refused_email_is_retried_then_failed_with_last_error(
+    engines: Any, refusing_smtp_server: tuple[_Refuser, int]
+) -> None:
+    _, port = refusing_smtp_server
+    email_id = _queue(engines.web, "new_user:1", to="nobody@example.com")
+    assert email_id is not None
+    settings = _smtp(port, max_attempts=3, smtp_password=SMTP_PASSWORD)
+
+    for attempt in (1, 2):
+        report = deliver_outbox(engines.web, **settings)
+        assert (report.sent, report.retried, report.failed, report.remaining) == (0, 1, 0, 1)
+        row = _row(engines.web, email_id)
+        assert (row.status, row.attempts) == ("queued", attempt)
+        assert "550" in row.last_error and "Mailbox unavailable" in row.last_error
+
+    report = deliver_outbox(engines.web, **settings)
+    assert (report.sent, report.retried, report.failed, report.remaining) == (0, 0, 1, 0)
+    row = _row(engines.web, email_id)
+    assert (row.status, row.attempts, row.sent_at) == ("failed", 3, None)
+    assert "550" in row.last_error and SMTP_PASSWORD not in row.last_error
+
+    # A failed email is left alone from then on.
+    report = deliver_outbox(engines.web, **settings)
+    assert (report.sent, report.retried, report.failed) == (0, 0, 0)
+    assert _row(engines.web, email_id).attempts == 3
+
+
+def test_unreachable_smtp_server_spends_one_attempt_and_stops(engines: Any) -> None:
+    ids = [_queue(engines.web, f"new_user:{n}") for n in range(3)]
+    report = deliver_outbox(engines.web, **_smtp(_free_port()))  # nothing listens there
+    assert (report.sent, report.retried, report.remaining) == (0, 1, 3)
+    assert report.transport_error and "Connection" in report.transport_error
+    attempts = [_row(engines.web, i).attempts for i in ids if i is not None]
+    assert attempts == [1, 0, 0]
+
+
+def test_two_deliverers_at_once_send_each_email_once(engines: Any, tmp_path: Path) -> None:
+    for n in range(40):
+        _queue(engines.web, f"new_user:{n}", to=f"user{n}@example.com")
+    mail = tmp_path / "mail"
+    reports = []
+
+    def run() -> None:
+        reports.append(
+            deliver_outbox(
+                engines.web, **(_smtp(1) | {"transport": "maildir", "mail_dir": mail, "batch_size": 7})
+            )
+        )
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sum(r.sent for r in reports) == 40
+    recipients = sorted(
+        message_from_bytes(path.read_bytes(), policy=policy.default)["To"]
+        for path in (mail / "new").iterdir()
+    )
+    assert recipients == sorted(f"user{n}@example.com" for n in range(40))

@@ -1,0 +1,242 @@
+"""Queue emails in web.email_outbox, in the caller's transaction (rule E1), and release held ones (U3).
+
+An email is queued in the same transaction as the change that caused it: if the change rolls back, so does
+the email, and if the change commits, the email is certain to go out. `dedupe_key` names the event, so a
+rerun that meets the same event again queues nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from userdebtor_pipeline.email.render import render_email
+
+if TYPE_CHECKING:
+    from userdebtor_pipeline.settings import EmailSettings
+
+_log = logging.getLogger(__name__)
+
+WARNING_TEMPLATE = "user_debtor_warning"
+QUEUE_STATUSES = ("queued", "held")
+
+# Short names of the rules of RULES.md, shown beside the rule number in a warning.
+RULE_TITLES: dict[str, str] = {
+    "U1": "web to ERP, create",
+    "U2": "ERP to web, create",
+    "U3": "approval",
+    "U4": "updates, three-way",
+    "U5": "email collision",
+    "U6": "ERP delete",
+    "U7": "safety",
+    "C1": "code conversions, order of processing",
+    "C2": "code conversions, rewrite",
+    "C3": "code conversions, merge",
+    "C4": "code conversions, skipped or failed",
+    "M1": "contacts acting for several accounts",
+    "M2": "contact links removed",
+    "M3": "CSS customer accounts",
+    "I1": "instant account registration",
+    "I2": "instant account login",
+    "I3": "instant account verification",
+    "O1": "order history",
+    "O2": "in-store orders",
+    "E1": "email",
+}
+
+# What a person should do, by rule, when the caller does not say something more specific.
+RULE_ACTIONS: dict[str, str] = {
+    "U1": "Correct the user's email address on the website. The next sync run creates the ERP account "
+    "once the address is valid.",
+    "U2": "Check the debtor's email in the ERP. If the address belongs to a web user who is already linked "
+    "to another account, decide which account the login belongs to and correct the email in the ERP or on "
+    "the website; the next sync run picks up the change.",
+    "U3": "Approve or decline the new login on the website. The welcome email goes out on the next sync run "
+    "after approval.",
+    "U4": "Compare the values shown, decide which is right and correct it in the ERP or on the website. "
+    "With conflict_policy 'hold', neither side changes until you do.",
+    "U5": "Another web user already logs in with this address. Correct the debtor's email in the ERP, or "
+    "change or retire the other web login, then let the next sync run apply it.",
+    "U6": "Confirm whether the ERP account was meant to be deleted or taken out of the filter's scope. "
+    "If not, restore it in the ERP; if so, review the web user's access.",
+    "U7": "Review the counts. If the changes are expected, run the sync once with the guard lifted; "
+    "otherwise fix the data at its source first. Nothing was written.",
+    "C1": "Check the conversion in the ERP and the web's Customer Conversion table, correct the accounts on "
+    "the web by hand if needed, and mark the row as dealt with.",
+    "C4": "Check the conversion in the ERP. A conversion whose old code the web never had needs no action; "
+    "a cycle or a repeated code needs the ERP's conversion records corrected.",
+    "M1": "Check the contact's email and accounts in the ERP CRM; correct them there and the next sync run "
+    "follows.",
+    "I1": "Check that the person's email is on an active contact or the account email in the ERP, then ask "
+    "them to register again.",
+    "I2": "Check the person's accounts and contacts in the ERP; if they should have access, restore the "
+    "contact or email there and reactivate the login on the website.",
+    "E1": "Check the email settings (transport, SMTP server, from address) and the address of the recipient. "
+    "Failed emails can be requeued by setting their status back to 'queued' with attempts 0.",
+}
+RULE_ACTIONS["C2"] = RULE_ACTIONS["C3"] = RULE_ACTIONS["C1"]
+RULE_ACTIONS["M2"] = RULE_ACTIONS["M3"] = RULE_ACTIONS["M1"]
+RULE_ACTIONS["I3"] = RULE_ACTIONS["I2"]
+_DEFAULT_ACTION = (
+    "Check the record named above in the ERP and on the website, correct whichever side is wrong, and let "
+    "the next sync run pick it up."
+)
+
+
+def queue_email(
+    conn: Connection,
+    *,
+    template: str,
+    to_address: str,
+    context: Mapping[str, Any],
+    dedupe_key: str,
+    templates_dir: str | Path | None,
+    status: str = "queued",
+    hold_for_user_id: int | None = None,
+) -> int | None:
+    """Render and queue one email; the new email_id, or None when `dedupe_key` was queued before.
+
+    `status="held"` with `hold_for_user_id` keeps the email until that user is Active (U3,
+    see release_held_emails). The caller's transaction is used and never committed here.
+    """
+    if status not in QUEUE_STATUSES:
+        raise ValueError(f"an email is queued with status 'queued' or 'held', not {status!r}")
+    if not to_address or not to_address.strip():
+        raise ValueError(f"email {template!r} ({dedupe_key}) has no recipient")
+    if not dedupe_key:
+        raise ValueError(f"email {template!r} has no dedupe_key")
+    # Rendered before the insert so that a template error leaves no half-made row; it also fails the
+    # caller's transaction, so the change and its email stay together (E1).
+    rendered = render_email(template, context, templates_dir)
+    email_id = conn.execute(
+        sa.text(
+            "INSERT INTO web.email_outbox"
+            " (template, to_address, subject, body_text, body_html, dedupe_key, status, attempts, created_at)"
+            " VALUES (:template, :to_address, :subject, :body_text, :body_html, :dedupe_key, :status,"
+            "         0, now())"
+            " ON CONFLICT (dedupe_key) DO NOTHING"
+            " RETURNING email_id"
+        ),
+        {
+            "template": template,
+            "to_address": to_address.strip(),
+            "subject": rendered.subject,
+            "body_text": rendered.body_text,
+            "body_html": rendered.body_html,
+            "dedupe_key": dedupe_key,
+            "status": status,
+        },
+    ).scalar_one_or_none()
+    if email_id is None:
+        _log.debug("email %s not queued again: its event was queued before", template)
+        return None
+    if status == "held" and hold_for_user_id is not None:
+        conn.execute(
+            sa.text("INSERT INTO userdebtor.email_hold (email_id, user_id) VALUES (:email_id, :user_id)"),
+            {"email_id": email_id, "user_id": hold_for_user_id},
+        )
+    _log.info("queued email %s (%s, %s)", email_id, template, status)
+    return int(email_id)
+
+
+def email_queued(conn: Connection, dedupe_key: str) -> bool:
+    """Whether an email for this event exists already (so a caller can skip making its token)."""
+    return bool(
+        conn.execute(
+            sa.text("SELECT EXISTS (SELECT 1 FROM web.email_outbox WHERE dedupe_key = :k)"), {"k": dedupe_key}
+        ).scalar()
+    )
+
+
+# One statement: the emails to release and their hold rows change together, whatever else runs meanwhile.
+_RELEASE_SQL = """
+WITH released AS (
+    UPDATE web.email_outbox AS o
+       SET status = 'queued'
+      FROM userdebtor.email_hold AS h
+      JOIN web.app_user AS u ON u.user_id = h.user_id
+     WHERE o.email_id = h.email_id
+       AND o.status = 'held'
+       AND u.status = 'Active'
+    RETURNING o.email_id
+), unheld AS (
+    DELETE FROM userdebtor.email_hold AS h
+     USING released AS r
+     WHERE h.email_id = r.email_id
+    RETURNING h.email_id
+)
+SELECT count(*) FROM unheld
+"""
+
+# Hold rows whose email is gone or no longer held (changed by hand) hold nothing; they are dropped.
+_STALE_HOLDS_SQL = """
+DELETE FROM userdebtor.email_hold AS h
+ WHERE NOT EXISTS (
+       SELECT 1 FROM web.email_outbox AS o WHERE o.email_id = h.email_id AND o.status = 'held')
+"""
+
+
+def release_held_emails(conn: Connection) -> int:
+    """Queue the held emails whose user is now Active (U3); the number released."""
+    released = int(conn.execute(sa.text(_RELEASE_SQL)).scalar_one())
+    conn.execute(sa.text(_STALE_HOLDS_SQL))
+    if released:
+        _log.info("released %s held email(s) of users now Active", released)
+    return released
+
+
+def _setting(settings_email: Any, name: str) -> Any:
+    if settings_email is None:
+        return None
+    if isinstance(settings_email, Mapping):
+        return settings_email.get(name)
+    return getattr(settings_email, name, None)
+
+
+def queue_warning(
+    conn: Connection,
+    *,
+    settings_email: EmailSettings | Mapping[str, Any] | None,
+    warning_to: str | None,
+    rule: str,
+    kind: str,
+    subject_key: str,
+    summary: str,
+    details: Mapping[str, str | None],
+    templates_dir: str | Path | None = None,
+    action: str | None = None,
+    run_id: str | None = None,
+) -> int | None:
+    """Queue a `user_debtor_warning` once per event, with dedupe_key `warning:<kind>:<subject_key>`.
+
+    `subject_key` names the record (e.g. 'debtor:C10001'); `details` are its relevant fields. With no
+    `warning_to` (the setting left empty) nothing is queued. `templates_dir` falls back to the setting.
+    """
+    if not warning_to or not warning_to.strip():
+        return None
+    context = {
+        "rule": rule,
+        "rule_title": RULE_TITLES.get(rule),
+        "kind": kind,
+        "subject_key": subject_key,
+        "summary": summary,
+        "details": dict(details),
+        "action": action or RULE_ACTIONS.get(rule, _DEFAULT_ACTION),
+        "run_id": run_id,
+        "site_url": _setting(settings_email, "site_url"),
+    }
+    if templates_dir is None:
+        templates_dir = _setting(settings_email, "templates_dir")
+    return queue_email(
+        conn,
+        template=WARNING_TEMPLATE,
+        to_address=warning_to,
+        context=context,
+        dedupe_key=f"warning:{kind}:{subject_key}",
+        templates_dir=templates_dir,
+    )

@@ -1,0 +1,174 @@
+"""Render the integration's emails from Jinja2 templates (rule E1).
+
+Each email is three files in a templates folder: `<name>.subject.txt`, `<name>.txt` and `<name>.html`.
+The operator's `email.templates_dir` is searched first, file by file, so an operator can replace one file
+(or the shared `_base.html` layout) and keep the rest of the built-in set.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+BUILTIN_TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+
+# A subject is one header line; anything longer than this is cut so a long summary cannot break delivery.
+_MAX_SUBJECT = 250
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    """The variables a template needs (`required`) and those it can do without (`optional`, default None)."""
+
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+
+
+# Every template may also use `store_name` and `site_url` (optional) and `subject` (the rendered subject).
+_COMMON_OPTIONAL = ("store_name", "site_url")
+
+TEMPLATES: dict[str, TemplateSpec] = {
+    # U2/M1: a user made for an ERP account; `link` is the one-time set-password link.
+    "user_debtor_new_user": TemplateSpec(
+        required=("link",),
+        optional=("name", "email_address", "account_code", "account_name", "expires_hours"),
+    ),
+    # Warnings to `user_debtor.warning_emails_to`; `details` is the record, field by field.
+    "user_debtor_warning": TemplateSpec(
+        required=("rule", "kind", "subject_key", "summary", "details", "action"),
+        optional=("rule_title", "run_id"),
+    ),
+    # I1: an approved instant-account registration; `link` confirms the email address.
+    "instant_account_verify": TemplateSpec(
+        required=("link",),
+        optional=("name", "email_address", "accounts", "expires_hours"),
+    ),
+    # I2: a login after `reverify_after_days`; `link` confirms the email address again.
+    "instant_account_reverify": TemplateSpec(
+        required=("link",),
+        optional=("name", "email_address", "days", "expires_hours"),
+    ),
+    # U3: told to the new user while their login waits for approval.
+    "registration_pending_approval": TemplateSpec(
+        required=(),
+        optional=("name", "email_address", "account_code", "account_name"),
+    ),
+    # To the warning address when a sync run fails.
+    "sync_run_failed": TemplateSpec(
+        required=("run_id", "error"),
+        optional=("step", "started_at", "ui_url", "details"),
+    ),
+}
+
+
+class EmailTemplateError(ValueError):
+    """A template that does not exist, does not parse, or needs a variable the caller did not give."""
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    body_text: str
+    body_html: str | None
+
+
+@lru_cache(maxsize=16)
+def _environment(templates_dir: str | None) -> jinja2.Environment:
+    loaders: list[jinja2.BaseLoader] = []
+    if templates_dir is not None:
+        loaders.append(jinja2.FileSystemLoader(templates_dir))
+    loaders.append(jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES_DIR)))
+    return jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        # A misspelt or missing variable is an error, never a blank in an email sent to a customer.
+        undefined=jinja2.StrictUndefined,
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def environment(templates_dir: str | Path | None = None) -> jinja2.Environment:
+    """The Jinja2 environment for an operator folder (or None for the built-in templates only)."""
+    if templates_dir is None or str(templates_dir) == "":
+        return _environment(None)
+    folder = Path(templates_dir).expanduser()
+    if not folder.is_dir():
+        raise EmailTemplateError(f"email.templates_dir {str(folder)!r} is not a folder")
+    return _environment(str(folder.resolve()))
+
+
+def available_templates(templates_dir: str | Path | None = None) -> list[str]:
+    """Names of the emails that can be rendered: built-in ones and any the operator's folder adds."""
+    names = {
+        name[: -len(".subject.txt")]
+        for name in environment(templates_dir).list_templates()
+        if name.endswith(".subject.txt") and "/" not in name
+    }
+    return sorted(names)
+
+
+def _load(env: jinja2.Environment, filename: str, *, required: bool) -> jinja2.Template | None:
+    try:
+        return env.get_template(filename)
+    except jinja2.TemplateNotFound:
+        if required:
+            raise
+        return None
+    except jinja2.TemplateSyntaxError as exc:
+        raise EmailTemplateError(f"email template {filename} line {exc.lineno}: {exc.message}") from exc
+
+
+def _render(template: jinja2.Template, context: Mapping[str, Any]) -> str:
+    try:
+        return template.render(context)
+    except jinja2.UndefinedError as exc:
+        raise EmailTemplateError(f"email template {template.name}: {exc.message}") from exc
+    except jinja2.TemplateError as exc:
+        raise EmailTemplateError(f"email template {template.name}: {exc}") from exc
+
+
+def render_email(
+    template: str, context: Mapping[str, Any], templates_dir: str | Path | None = None
+) -> RenderedEmail:
+    """Render subject, text and HTML of one email; the HTML part is None when no `.html` file exists."""
+    if not isinstance(template, str) or not _NAME.fullmatch(template):
+        raise EmailTemplateError(f"unknown email template {template!r}")
+    env = environment(templates_dir)
+    try:
+        subject_tpl = _load(env, f"{template}.subject.txt", required=True)
+        text_tpl = _load(env, f"{template}.txt", required=True)
+    except jinja2.TemplateNotFound as exc:
+        known = ", ".join(available_templates(templates_dir))
+        raise EmailTemplateError(
+            f"unknown email template {template!r}: {exc.name} not found (known templates: {known})"
+        ) from None
+    html_tpl = _load(env, f"{template}.html", required=False)
+
+    spec = TEMPLATES.get(template)
+    values: dict[str, Any] = dict.fromkeys(_COMMON_OPTIONAL)
+    if spec is not None:
+        missing = [name for name in spec.required if name not in context]
+        if missing:
+            raise EmailTemplateError(f"email template {template!r} needs {', '.join(missing)}")
+        # Optional variables default to None so templates can test them with a plain `{% if %}`.
+        values.update(dict.fromkeys(spec.optional))
+    values.update(context)
+
+    assert subject_tpl is not None and text_tpl is not None
+    # A subject is a header: one line, whitespace collapsed, so nothing in it can start another header.
+    subject = " ".join(_render(subject_tpl, values).split())[:_MAX_SUBJECT]
+    if not subject:
+        raise EmailTemplateError(f"email template {template!r} renders an empty subject")
+    values.setdefault("subject", subject)
+    body_text = _render(text_tpl, values).strip() + "\n"
+    body_html = _render(html_tpl, values) if html_tpl is not None else None
+    return RenderedEmail(subject=subject, body_text=body_text, body_html=body_html)
