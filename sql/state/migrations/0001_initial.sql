@@ -8,6 +8,7 @@ CREATE TABLE userdebtor.watermark (
     name        text PRIMARY KEY,
     value       timestamptz,
     seq         bigint,
+    note        text,                      -- e.g. a digest of the filters the scope flags were computed with
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
 

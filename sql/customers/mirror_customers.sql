@@ -1,0 +1,32 @@
+-- Upserts web.customer rows mirroring the staged ERP debtors named by :codes, or listed by the M3 plan (U1/U2/I1, M3).
+-- The website's own flags (auto_part_registration) are kept; a closed account shows as Inactive.
+WITH target AS (
+    -- the codes a caller names (U1, U2, I1: a few accounts at a time) ...
+    SELECT unnest(CAST(:codes AS text[])) AS customer_code
+     UNION
+    -- ... or, with :from_m3_plan, every account the M3 plan creates or refreshes, however many
+    SELECT p.customer_code FROM userdebtor.plan_customer_mirror p
+     WHERE CAST(:from_m3_plan AS boolean) AND p.action IN ('create', 'refresh')
+)
+INSERT INTO web.customer AS c (
+    customer_code, name, order_email_address, address1, address2, address3, address4, address5, address6,
+    postcode, phone_number, abn, industry_code, status, is_debtor_customer, is_cash_account, updated_at)
+SELECT d.dr_cust_code, d.dr_cust_name, d.dr_email, d.dr_addr_1, d.dr_addr_2, d.dr_addr_3, d.dr_addr_4,
+       d.dr_addr_5, d.dr_addr_6, d.dr_postcode, d.dr_phone, d.dr_abn, d.dr_industry_code,
+       CASE WHEN d.dr_account_status = 'C' THEN 'Inactive' ELSE 'Active' END,
+       true, d.dr_cust_code = :cash_account_code, now()
+  FROM userdebtor.erp_debtor d
+  JOIN target t ON t.customer_code = d.dr_cust_code
+ON CONFLICT (customer_code) DO UPDATE SET
+    name = excluded.name, order_email_address = excluded.order_email_address,
+    address1 = excluded.address1, address2 = excluded.address2, address3 = excluded.address3,
+    address4 = excluded.address4, address5 = excluded.address5, address6 = excluded.address6,
+    postcode = excluded.postcode, phone_number = excluded.phone_number, abn = excluded.abn,
+    industry_code = excluded.industry_code, status = excluded.status, is_debtor_customer = true,
+    is_cash_account = excluded.is_cash_account, updated_at = now()
+ WHERE (c.name, c.order_email_address, c.address1, c.address2, c.address3, c.address4, c.address5, c.address6,
+        c.postcode, c.phone_number, c.abn, c.industry_code, c.status, c.is_debtor_customer, c.is_cash_account)
+       IS DISTINCT FROM
+       (excluded.name, excluded.order_email_address, excluded.address1, excluded.address2, excluded.address3,
+        excluded.address4, excluded.address5, excluded.address6, excluded.postcode, excluded.phone_number,
+        excluded.abn, excluded.industry_code, excluded.status, excluded.is_debtor_customer, excluded.is_cash_account)

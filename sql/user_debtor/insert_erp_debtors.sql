@@ -1,0 +1,10 @@
+-- Inserts the copied new debtor rows into the ERP; a code already there is left alone (rerun or collision).
+INSERT INTO erp.deb_master (
+    dr_cust_code, dr_cust_name, dr_cust_type, dr_email, dr_phone, dr_addr_1, dr_addr_2, dr_addr_3, dr_addr_4,
+    dr_addr_5, dr_addr_6, dr_postcode, dr_abn, dr_industry_code, dr_price_code, dr_tax_code, dr_territory,
+    dr_credit_limit, dr_account_status, dr_date_created, dr_date_last_changed)
+SELECT dr_cust_code, dr_cust_name, dr_cust_type, dr_email, dr_phone, dr_addr_1, dr_addr_2, dr_addr_3, dr_addr_4,
+       dr_addr_5, dr_addr_6, dr_postcode, dr_abn, dr_industry_code, dr_price_code, dr_tax_code, dr_territory,
+       dr_credit_limit, dr_account_status, now(), now()
+  FROM _incoming_debtor
+ON CONFLICT (dr_cust_code) DO NOTHING

@@ -1,0 +1,105 @@
+-- Plans U4/U5: three-way compare of each sync field of each linked pair (base = value last synced).
+
+-- step: reset
+DELETE FROM userdebtor.plan_set_aside WHERE rule IN ('U4', 'U5');
+
+-- step: reset_plan
+TRUNCATE userdebtor.plan_field_change;
+
+-- step: compare
+INSERT INTO userdebtor.plan_field_change
+       (link_id, user_id, dr_cust_code, field, base_value, web_value, erp_value, direction, new_value, is_conflict)
+WITH pair AS (
+    SELECT l.*, u.email_address, u.name, u.address1, u.address2, u.address3, u.address4, u.address5, u.address6,
+           u.phone_number, u.postcode, u.abn, u.industry_code, u.updated_at AS web_changed_at,
+           d.dr_email, d.dr_cust_name, d.dr_addr_1, d.dr_addr_2, d.dr_addr_3, d.dr_addr_4, d.dr_addr_5,
+           d.dr_addr_6, d.dr_phone, d.dr_postcode, d.dr_abn, d.dr_industry_code,
+           d.dr_date_last_changed AS erp_changed_at
+      FROM userdebtor.user_debtor_link l
+      JOIN userdebtor.web_user u ON u.user_id = l.user_id
+      JOIN userdebtor.erp_debtor d ON d.dr_cust_code = l.dr_cust_code
+     WHERE l.state = 'active'
+       AND (l.change_seq > :since OR u.change_seq > :since OR d.change_seq > :since
+            OR EXISTS (SELECT 1 FROM userdebtor.conflict k WHERE k.link_id = l.link_id AND k.status = 'resolved'))
+), field AS (
+    SELECT p.link_id, p.user_id, p.dr_cust_code, f.field, f.base, f.web, f.erp, p.web_changed_at, p.erp_changed_at
+      FROM pair p
+     CROSS JOIN LATERAL (VALUES
+           ('OrderEmailAddress', p.base_email,         p.email_address, p.dr_email),
+           ('Name',              p.base_name,          p.name,          p.dr_cust_name),
+           ('Address1',          p.base_address1,      p.address1,      p.dr_addr_1),
+           ('Address2',          p.base_address2,      p.address2,      p.dr_addr_2),
+           ('Address3',          p.base_address3,      p.address3,      p.dr_addr_3),
+           ('Address4',          p.base_address4,      p.address4,      p.dr_addr_4),
+           ('Address5',          p.base_address5,      p.address5,      p.dr_addr_5),
+           ('Address6',          p.base_address6,      p.address6,      p.dr_addr_6),
+           ('PhoneNumber',       p.base_phone_number,  p.phone_number,  p.dr_phone),
+           ('Postcode',          p.base_postcode,      p.postcode,      p.dr_postcode),
+           ('ABN',               p.base_abn,           p.abn,           p.dr_abn),
+           ('industrycode',      p.base_industry_code, p.industry_code, p.dr_industry_code)
+       ) AS f(field, base, web, erp)
+     WHERE f.field = ANY(:sync_fields)
+       AND (f.web IS DISTINCT FROM f.base OR f.erp IS DISTINCT FROM f.base)
+), decided AS (
+    SELECT f.*, k.winner AS person_chose,
+           CASE
+             WHEN f.web IS NOT DISTINCT FROM f.erp THEN 'none'     -- changed alike on both sides
+             WHEN f.erp IS NOT DISTINCT FROM f.base THEN 'to_erp'  -- changed on the web only
+             WHEN f.web IS NOT DISTINCT FROM f.base THEN 'to_web'  -- changed in the ERP only
+             WHEN k.winner = 'erp' THEN 'to_web'                   -- a person settled the conflict
+             WHEN k.winner = 'web' THEN 'to_erp'
+             WHEN :policy = 'erp_wins' THEN 'to_web'
+             WHEN :policy = 'web_wins' THEN 'to_erp'
+             WHEN :policy = 'newest_wins' THEN
+                  CASE WHEN f.web_changed_at > f.erp_changed_at THEN 'to_erp' ELSE 'to_web' END
+             ELSE 'held'
+           END AS direction
+      FROM field f
+      LEFT JOIN userdebtor.conflict k ON k.link_id = f.link_id AND k.field = f.field AND k.status = 'resolved'
+)
+SELECT link_id, user_id, dr_cust_code, field, base, web, erp, direction,
+       CASE direction WHEN 'to_erp' THEN web WHEN 'to_web' THEN erp WHEN 'none' THEN web END,
+       web IS DISTINCT FROM base AND erp IS DISTINCT FROM base AND web IS DISTINCT FROM erp
+  FROM decided;
+
+-- step: block_email_collision
+-- U5: an ERP email that another web user has as login is not applied; the login stays as it was.
+UPDATE userdebtor.plan_field_change p
+   SET direction = 'blocked'
+ WHERE p.field = 'OrderEmailAddress' AND p.direction = 'to_web'
+   AND (p.new_value IS NULL OR p.new_value !~ :email_pattern
+        OR EXISTS (SELECT 1 FROM userdebtor.web_user o
+                    WHERE lower(o.email_address) = lower(p.new_value) AND o.user_id <> p.user_id)
+        OR EXISTS (SELECT 1 FROM userdebtor.plan_field_change q
+                    WHERE q.field = 'OrderEmailAddress' AND q.direction = 'to_web'
+                      AND lower(q.new_value) = lower(p.new_value) AND q.user_id <> p.user_id));
+
+-- step: warn_email_collision
+INSERT INTO userdebtor.plan_set_aside (kind, rule, subject, detail, warn)
+SELECT CASE WHEN p.new_value IS NULL OR p.new_value !~ :email_pattern THEN 'erp_email_unusable'
+            ELSE 'email_collision' END,
+       'U5', 'link:' || p.link_id || '/email/' || md5(coalesce(lower(p.new_value), '')),
+       CASE WHEN p.new_value IS NULL OR p.new_value !~ :email_pattern
+            THEN 'debtor ' || p.dr_cust_code || ' has an empty or malformed email in the ERP; web user '
+                 || p.user_id || ' keeps the login it has'
+            ELSE 'the ERP changed the email of debtor ' || p.dr_cust_code
+                 || ' to an address another web user already logs in with; web user ' || p.user_id
+                 || ' keeps the login it has' END,
+       true
+  FROM userdebtor.plan_field_change p
+ WHERE p.direction = 'blocked'
+ON CONFLICT DO NOTHING;
+
+-- step: block_missing_name
+-- The ERP requires an account name: an emptied web name does not blank it.
+UPDATE userdebtor.plan_field_change p
+   SET direction = 'blocked'
+ WHERE p.field = 'Name' AND p.direction = 'to_erp' AND (p.new_value IS NULL OR btrim(p.new_value) = '');
+
+-- step: report_missing_name
+INSERT INTO userdebtor.plan_set_aside (kind, rule, subject, detail, warn)
+SELECT 'web_name_empty', 'U4', 'link:' || p.link_id || '/name',
+       'web user ' || p.user_id || ' has an empty name; the ERP keeps the name of debtor ' || p.dr_cust_code, false
+  FROM userdebtor.plan_field_change p
+ WHERE p.field = 'Name' AND p.direction = 'blocked'
+ON CONFLICT DO NOTHING;

@@ -1,0 +1,82 @@
+-- Plans U2/U3: in-scope ERP debtors with no linked user get a web user, or are linked to the user with their email.
+
+-- step: reset
+DELETE FROM userdebtor.plan_set_aside WHERE rule = 'U2';
+
+-- step: reset_plan
+TRUNCATE userdebtor.plan_user_create;
+
+-- step: candidates
+-- The template and the cash account are never given a user; codes U1 reserved or links are U1's.
+CREATE TEMP TABLE _u2_candidate ON COMMIT DROP AS
+SELECT d.dr_cust_code, d.dr_email,
+       rank() OVER (PARTITION BY lower(d.dr_email) ORDER BY d.dr_cust_code) AS email_rank,
+       first_value(d.dr_cust_code) OVER (PARTITION BY lower(d.dr_email) ORDER BY d.dr_cust_code) AS first_code
+  FROM userdebtor.erp_debtor d
+ WHERE d.in_master_scope
+   AND d.change_seq > :since
+   AND d.dr_cust_code NOT IN (:template_code, :cash_code)
+   AND NOT EXISTS (SELECT 1 FROM userdebtor.user_debtor_link l WHERE l.dr_cust_code = d.dr_cust_code)
+   AND NOT EXISTS (SELECT 1 FROM userdebtor.debtor_reservation r WHERE r.dr_cust_code = d.dr_cust_code)
+   AND NOT EXISTS (SELECT 1 FROM userdebtor.plan_debtor_create p WHERE p.dr_cust_code = d.dr_cust_code);
+
+-- step: set_aside_without_email
+INSERT INTO userdebtor.plan_set_aside (kind, rule, subject, detail, warn)
+SELECT 'debtor_without_email', 'U2', 'debtor:' || c.dr_cust_code,
+       'debtor ' || c.dr_cust_code || ' has no email address, so no web user was made for it', false
+  FROM _u2_candidate c
+ WHERE c.dr_email IS NULL OR btrim(c.dr_email) = ''
+ON CONFLICT DO NOTHING;
+
+-- step: set_aside_malformed_email
+INSERT INTO userdebtor.plan_set_aside (kind, rule, subject, detail, warn)
+SELECT 'malformed_email', 'U2', 'debtor:' || c.dr_cust_code,
+       'debtor ' || c.dr_cust_code || ' has a malformed email address, so no web user was made for it', false
+  FROM _u2_candidate c
+ WHERE btrim(c.dr_email) <> '' AND c.dr_email !~ :email_pattern
+ON CONFLICT DO NOTHING;
+
+-- step: drop_unusable
+DELETE FROM _u2_candidate WHERE dr_email IS NULL OR dr_email !~ :email_pattern;
+
+-- step: warn_shared_email
+-- One email is one login: the lowest code gets it, the others are reported.
+INSERT INTO userdebtor.plan_set_aside (kind, rule, subject, detail, warn)
+SELECT 'shared_email', 'U2', 'debtor:' || c.dr_cust_code,
+       'debtor ' || c.dr_cust_code || ' shares its email address with debtor ' || c.first_code
+       || ', which gets the web login; give each account its own email or link them by hand', true
+  FROM _u2_candidate c
+ WHERE c.email_rank > 1
+ON CONFLICT DO NOTHING;
+
+-- step: warn_email_of_linked_user
+-- U2: the email's user already acts for another linked debtor: nothing changes, a person decides.
+INSERT INTO userdebtor.plan_set_aside (kind, rule, subject, detail, warn)
+SELECT 'email_of_linked_user', 'U2', 'debtor:' || c.dr_cust_code,
+       'debtor ' || c.dr_cust_code || ' has the email of web user ' || u.user_id
+       || ', who is already linked to debtor ' || coalesce(l.dr_cust_code, p.dr_cust_code) || '; nothing was changed',
+       true
+  FROM _u2_candidate c
+  JOIN userdebtor.web_user u ON lower(u.email_address) = lower(c.dr_email)
+  LEFT JOIN userdebtor.user_debtor_link l ON l.user_id = u.user_id
+  LEFT JOIN userdebtor.plan_debtor_create p ON p.user_id = u.user_id
+ WHERE c.email_rank = 1 AND (l.user_id IS NOT NULL OR p.user_id IS NOT NULL)
+ON CONFLICT DO NOTHING;
+
+-- step: link_existing_user
+INSERT INTO userdebtor.plan_user_create (dr_cust_code, action, user_id, email_address, pending_approval)
+SELECT c.dr_cust_code, 'link', u.user_id, u.email_address, false
+  FROM _u2_candidate c
+  JOIN userdebtor.web_user u ON lower(u.email_address) = lower(c.dr_email)
+ WHERE c.email_rank = 1
+   AND NOT EXISTS (SELECT 1 FROM userdebtor.user_debtor_link l WHERE l.user_id = u.user_id)
+   AND NOT EXISTS (SELECT 1 FROM userdebtor.plan_debtor_create p WHERE p.user_id = u.user_id);
+
+-- step: create_user
+-- U3: an account whose web row asks for approval gets a user that waits for it.
+INSERT INTO userdebtor.plan_user_create (dr_cust_code, action, user_id, email_address, pending_approval)
+SELECT c.dr_cust_code, 'create', NULL, c.dr_email, coalesce(wc.auto_part_registration, false)
+  FROM _u2_candidate c
+  LEFT JOIN userdebtor.web_customer wc ON wc.customer_code = c.dr_cust_code
+ WHERE c.email_rank = 1
+   AND NOT EXISTS (SELECT 1 FROM userdebtor.web_user u WHERE lower(u.email_address) = lower(c.dr_email));

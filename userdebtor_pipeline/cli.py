@@ -1,0 +1,176 @@
+"""The `userdebtor` command: init, seed, sync, demo, ui, status, conflicts, resolve, bench."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_OK, EXIT_HELD, EXIT_BAD_SETUP = 0, 1, 2
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+
+class SetupError(Exception):
+    """Bad settings or an unreachable database: exit status 2 with the message."""
+
+
+def _engines():
+    from userdebtor_pipeline.db import DatabaseError, check_reachable, engine_for, resolve_urls
+
+    try:
+        urls = resolve_urls()
+        erp, web = engine_for(urls.erp), engine_for(urls.web)
+        check_reachable(erp, "ERP")
+        check_reachable(web, "web")
+    except DatabaseError as exc:
+        raise SetupError(str(exc)) from None
+    return erp, web
+
+
+def _settings():
+    from userdebtor_pipeline.settings import SettingsError, load_settings
+
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise SetupError(str(exc)) from None
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from userdebtor_pipeline.schema import init_databases
+
+    erp, web = _engines()
+    report = init_databases(erp, web)
+    created = ", ".join(report.created_tables) or "none (all existed)"
+    migrations = ", ".join(report.applied_migrations) or "none (up to date)"
+    print(f"tables created: {created}")
+    print(f"state migrations applied: {migrations}")
+    return EXIT_OK
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from userdebtor_pipeline.schema import init_databases
+    from userdebtor_pipeline.seed import SeedError, seed_databases
+
+    erp, web = _engines()
+    init_databases(erp, web)
+    settings = _settings_or_default()
+    try:
+        report = seed_databases(
+            erp, web, debtors=args.debtors, users=args.users, seed=args.seed,
+            prefix=settings.user_debtor.new_account_prefix, width=settings.user_debtor.account_number_width,
+            template_code=settings.user_debtor.template_customer,
+            cash_code=settings.instant_accounts.cash_account_code,
+            excluded_codes=tuple(settings.instant_accounts.excluded_account_codes),
+        )
+    except SeedError as exc:
+        print(f"seed: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETUP
+    for table, count in report.counts.items():
+        print(f"{table:32} {count:>10,}")
+    print(f"seeded in {report.seconds:.1f} s")
+    return EXIT_OK
+
+
+def _settings_or_default():
+    """Seeding only needs codes and prefixes: a missing settings file means the defaults."""
+    from userdebtor_pipeline.settings import config_path, default_settings
+
+    return _settings() if config_path().exists() else default_settings()
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from userdebtor_pipeline.report import print_sync_report
+    from userdebtor_pipeline.runner import run_sync
+    from userdebtor_pipeline.schema import state_is_ready
+
+    settings = _settings()
+    _, web = _engines()
+    if not state_is_ready(web):
+        raise SetupError("the pipeline's state schema is missing: run `userdebtor init` first")
+    outcome = run_sync(full=args.full, dry_run=args.dry_run, lift_change_guard=args.allow_large_change)
+    print_sync_report(outcome, web, settings, dry_run=args.dry_run)
+    if outcome.success:
+        return EXIT_OK
+    if outcome.failed_checks:
+        return EXIT_HELD
+    setup_errors = [e for e in outcome.errors if "Settings" in e or "cannot reach" in e or "settings" in e]
+    return EXIT_BAD_SETUP if setup_errors else EXIT_HELD
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from userdebtor_pipeline.paths import home_dir, mail_dir
+
+    config = Path(os.environ.get("USERDEBTOR_CONFIG", "userdebtor.yaml"))
+    if not config.exists():
+        example = Path(__file__).resolve().parent.parent / "userdebtor.example.yaml"
+        if not example.exists():
+            example = Path(__file__).resolve().parent / "userdebtor.example.yaml"
+        shutil.copyfile(example, config)
+        print(f"settings: copied the example to {config}")
+    os.environ["USERDEBTOR_CONFIG"] = str(config)
+    print("== init"), cmd_init(args)
+    from userdebtor_pipeline.demo import run_demo
+
+    return run_demo(args, home_dir(), mail_dir())
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from userdebtor_pipeline.paths import home_dir
+
+    _engines()  # start the embedded database before the UI needs it
+    dagster_home = Path(os.environ.setdefault("DAGSTER_HOME", str(home_dir() / "dagster")))
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    project_yaml = Path(__file__).resolve().parent.parent / "dagster.yaml"
+    if project_yaml.exists() and not (dagster_home / "dagster.yaml").exists():
+        shutil.copyfile(project_yaml, dagster_home / "dagster.yaml")
+    command = ["dagster", "dev", "-m", "userdebtor_pipeline.definitions", "-p", str(args.port), "-h", args.host]
+    print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={dagster_home})")
+    dagster = shutil.which("dagster") or str(Path(sys.executable).parent / "dagster")
+    os.execv(dagster, [dagster, *command[1:]])
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="userdebtor", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("init", help="create the tables where missing and migrate the pipeline's state").set_defaults(
+        func=cmd_init)
+    seed = sub.add_parser("seed", help="fill empty erp/web tables with synthetic data")
+    seed.add_argument("--debtors", type=int, default=2_000)
+    seed.add_argument("--users", type=int, default=2_000)
+    seed.add_argument("--seed", type=int, default=42)
+    seed.set_defaults(func=cmd_seed)
+    sync = sub.add_parser("sync", help="run the whole integration once (the Dagster job, in process)")
+    sync.add_argument("--full", action="store_true", help="reconcile everything, not only what changed")
+    sync.add_argument("--dry-run", action="store_true", help="plan and report; write nothing to erp or web")
+    sync.add_argument("--allow-large-change", action="store_true",
+                      help="lift the change-fraction guard (U7) for this run, after checking the plan")
+    sync.set_defaults(func=cmd_sync)
+    demo = sub.add_parser("demo", help="init, seed, sync, then show what happened and where to look")
+    demo.add_argument("--debtors", type=int, default=2_000)
+    demo.add_argument("--users", type=int, default=2_000)
+    demo.add_argument("--seed", type=int, default=42)
+    demo.set_defaults(func=cmd_demo)
+    ui = sub.add_parser("ui", help="start the Dagster UI on this project")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.set_defaults(func=cmd_ui)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SetupError as exc:
+        print(f"userdebtor {args.command}: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETUP
+
+
+if __name__ == "__main__":
+    sys.exit(main())

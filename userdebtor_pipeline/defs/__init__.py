@@ -1,0 +1,1 @@
+"""The integration's Dagster definitions, one folder per domain (extract, conversions, user_debtor, ...)."""

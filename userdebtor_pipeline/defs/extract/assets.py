@@ -1,0 +1,270 @@
+"""Extract: every run starts here. ERP rows cross by COPY; web rows are staged after conversions (C1)."""
+
+
+import hashlib
+
+import dagster as dg
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from userdebtor_pipeline.defs.common import Stopwatch, counts_metadata
+from userdebtor_pipeline.defs.extract.staging import (
+    ExtractResult,
+    ExtractSpec,
+    read_watermark,
+    stage,
+    write_watermark,
+)
+from userdebtor_pipeline.defs.resources import ErpDatabase, RunOptions, SyncLock, SyncSettings, WebDatabase
+from userdebtor_pipeline.filters import DEB_MASTER_COLUMNS, filter_columns_of, parse_filter
+
+GROUP = "extract"
+CONVERSIONS_APPLIED = dg.AssetKey("customer_conversions_applied")
+
+DEBTORS = ExtractSpec(
+    name="erp_debtor",
+    source=("erp", "deb_master"),
+    mirror="erp_debtor",
+    key=("dr_cust_code",),
+    columns=DEB_MASTER_COLUMNS,
+    changed_column="dr_date_last_changed",
+    extra_columns=("in_master_scope", "in_css_scope"),
+)
+CONTACTS = ExtractSpec(
+    name="erp_contact",
+    source=("erp", "crm_contact"),
+    mirror="erp_contact",
+    key=("contact_id",),
+    columns=(
+        "contact_id", "contact_email", "contact_first_name", "contact_surname", "contact_phone",
+        "contact_active", "contact_date_last_changed",
+    ),
+    changed_column="contact_date_last_changed",
+)
+# The CRM master has no change stamp: it is read whole every run (two narrow columns).
+CONTACT_ACCOUNTS = ExtractSpec(
+    name="erp_contact_account",
+    source=("erp", "crm_contact_account"),
+    mirror="erp_contact_account",
+    key=("contact_id", "dr_cust_code"),
+    columns=("contact_id", "dr_cust_code"),
+    changed_column=None,
+    tracks_changes=False,
+)
+CONVERSIONS = ExtractSpec(
+    name="erp_conversion",
+    source=("erp", "deb_conversion"),
+    mirror="erp_conversion",
+    key=("conversion_seq",),
+    columns=("conversion_seq", "old_cust_code", "new_cust_code", "conversion_date"),
+    changed_column=None,
+    deletes="full_only",
+    tracks_changes=False,
+)
+ORDERS = ExtractSpec(
+    name="erp_sales_order",
+    source=("erp", "sales_order"),
+    mirror="erp_sales_order",
+    key=("so_order_no",),
+    columns=(
+        "so_order_no", "so_cust_code", "so_order_date", "so_order_status", "so_source", "so_email",
+        "so_order_total", "so_date_stamp",
+    ),
+    changed_column="so_date_stamp",
+    deletes="full_only",  # O1: an order gone from the ERP leaves the history at the next full reconcile
+)
+WEB_USERS = ExtractSpec(
+    name="web_user",
+    source=("web", "app_user"),
+    mirror="web_user",
+    key=("user_id",),
+    columns=(
+        "user_id", "email_address", "name", "phone_number", "address1", "address2", "address3", "address4",
+        "address5", "address6", "postcode", "abn", "industry_code", "role", "default_customer_code", "status",
+        "updated_at",
+    ),
+    changed_column="updated_at",
+)
+WEB_CUSTOMERS = ExtractSpec(
+    name="web_customer",
+    source=("web", "customer"),
+    mirror="web_customer",
+    key=("customer_code",),
+    columns=("customer_code", "status", "is_debtor_customer", "is_cash_account", "auto_part_registration"),
+    changed_column=None,
+    tracks_changes=False,
+)
+
+
+def _result(result: ExtractResult, watch: Stopwatch, **extra) -> dg.MaterializeResult:
+    return dg.MaterializeResult(
+        metadata=counts_metadata(
+            {"rows_read": result.read, "rows_changed": result.changed, "rows_deleted": result.deleted},
+            watch.seconds,
+            mode=result.mode,
+            watermark=str(result.watermark) if result.watermark else "none",
+            **extra,
+        )
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    description="Opens the run: checks settings and databases, records the run and its change window.",
+)
+def sync_run_started(
+    context: dg.AssetExecutionContext,
+    erp: ErpDatabase,
+    web: WebDatabase,
+    settings: SyncSettings,
+    run_options: RunOptions,
+    sync_lock: SyncLock,
+) -> dg.MaterializeResult:
+    settings.get()  # a settings typo stops the run here, before anything is read or written
+    erp.check()
+    web.check()
+    with web.engine.begin() as conn:
+        since = 0
+        if not run_options.full:
+            since = conn.execute(
+                sa.text("SELECT coalesce(max(seq), 0) FROM userdebtor.watermark WHERE name = 'plan'")
+            ).scalar()
+        conn.execute(
+            sa.text(
+                "INSERT INTO userdebtor.sync_run (run_id, mode, dry_run, summary)"
+                " VALUES (:r, :m, :d, jsonb_build_object('since', :s)) ON CONFLICT (run_id) DO NOTHING"
+            ),
+            {"r": context.run_id, "m": "full" if run_options.full else "changed_since", "d": run_options.dry_run,
+             "s": since},
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "mode": "full" if run_options.full else "changed_since",
+            "dry_run": run_options.dry_run,
+            "plan_since_seq": dg.MetadataValue.int(int(since)),
+        }
+    )
+
+
+def scope_flags(settings: SyncSettings):
+    """Computes the two scope flags on the staged rows, from the filters, with bound values only."""
+    user_debtor = settings.get().user_debtor
+
+    def apply(conn: Connection, temp: str) -> None:
+        staged = sa.Table(temp, sa.MetaData(), *[sa.Column(c) for c in DEB_MASTER_COLUMNS],
+                          sa.Column("in_master_scope"), sa.Column("in_css_scope"))
+        columns = filter_columns_of(staged)
+        master = parse_filter(user_debtor.customer_master_filter, columns)
+        css = parse_filter(user_debtor.css_customer_filter, columns)
+        conn.execute(
+            sa.update(staged).values(
+                in_master_scope=sa.func.coalesce(master, sa.false()),
+                in_css_scope=sa.func.coalesce(css, sa.false()),
+            )
+        )
+
+    return apply
+
+
+def _filters_digest(settings: SyncSettings) -> str:
+    user_debtor = settings.get().user_debtor
+    text = f"{user_debtor.customer_master_filter}\x00{user_debtor.css_customer_filter}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dg.asset(group_name=GROUP, deps=[sync_run_started],
+          description="ERP debtors (deb_master) staged with their scope: customer master filter and CSS filter.")
+def staged_erp_debtors(erp: ErpDatabase, web: WebDatabase, settings: SyncSettings,
+                       run_options: RunOptions) -> dg.MaterializeResult:
+    watch = Stopwatch()
+    digest = _filters_digest(settings)
+    with web.engine.begin() as conn:
+        _, last_digest = read_watermark(conn, "erp_debtor_scope")
+        # Changed filters change every debtor's scope: read them all again.
+        full = run_options.full or last_digest != digest
+        result = stage(DEBTORS, source=erp.engine, web=conn, full=full, before_merge=scope_flags(settings))
+        write_watermark(conn, "erp_debtor_scope", None, note=digest)
+        in_scope = conn.execute(
+            sa.text("SELECT count(*) FILTER (WHERE in_master_scope), count(*) FILTER (WHERE in_css_scope),"
+                    " count(*) FROM userdebtor.erp_debtor")
+        ).one()
+    return _result(result, watch, debtors_in_master_scope=int(in_scope[0]),
+                   debtors_in_css_scope=int(in_scope[1]), debtors_staged=int(in_scope[2]))
+
+
+@dg.asset(group_name=GROUP, deps=[sync_run_started],
+          description="CRM contacts and the accounts each acts for (crm_contact, crm_contact_account).")
+def staged_crm_contacts(erp: ErpDatabase, web: WebDatabase, run_options: RunOptions) -> dg.MaterializeResult:
+    watch = Stopwatch()
+    with web.engine.begin() as conn:
+        contacts = stage(CONTACTS, source=erp.engine, web=conn, full=run_options.full)
+        accounts = stage(CONTACT_ACCOUNTS, source=erp.engine, web=conn, full=True)
+    return dg.MaterializeResult(
+        metadata=counts_metadata(
+            {"contacts_read": contacts.read, "contacts_changed": contacts.changed,
+             "contacts_deleted": contacts.deleted, "contact_accounts": accounts.read,
+             "contact_accounts_changed": accounts.changed, "contact_accounts_deleted": accounts.deleted},
+            watch.seconds,
+            mode=contacts.mode,
+        )
+    )
+
+
+@dg.asset(group_name=GROUP, deps=[sync_run_started], description="ERP debtor code conversions (deb_conversion).")
+def staged_debtor_conversions(erp: ErpDatabase, web: WebDatabase) -> dg.MaterializeResult:
+    watch = Stopwatch()
+    with web.engine.begin() as conn:
+        result = stage(CONVERSIONS, source=erp.engine, web=conn, full=False)
+    return _result(result, watch)
+
+
+@dg.asset(group_name=GROUP, deps=[sync_run_started],
+          description="ERP sales orders of every channel, in-store included (sales_order), by so_date_stamp.")
+def staged_sales_orders(erp: ErpDatabase, web: WebDatabase, run_options: RunOptions) -> dg.MaterializeResult:
+    watch = Stopwatch()
+    with web.engine.begin() as conn:
+        result = stage(ORDERS, source=erp.engine, web=conn, full=run_options.full)
+    return _result(result, watch)
+
+
+@dg.asset(group_name=GROUP, deps=[sync_run_started, CONVERSIONS_APPLIED],
+          description="Web users (app_user), staged after conversions so that they carry the new codes.")
+def staged_web_users(web: WebDatabase, run_options: RunOptions) -> dg.MaterializeResult:
+    watch = Stopwatch()
+    with web.engine.begin() as conn:
+        result = stage(WEB_USERS, source=conn, web=conn, full=run_options.full)
+    return _result(result, watch)
+
+
+@dg.asset(group_name=GROUP, deps=[sync_run_started, CONVERSIONS_APPLIED],
+          description="Web customer accounts (customer): status, cash account and approval flags.")
+def staged_web_customers(web: WebDatabase) -> dg.MaterializeResult:
+    watch = Stopwatch()
+    with web.engine.begin() as conn:
+        result = stage(WEB_CUSTOMERS, source=conn, web=conn, full=True)
+    return _result(result, watch)
+
+
+STAGED_ERP = [staged_erp_debtors, staged_crm_contacts, staged_debtor_conversions, staged_sales_orders]
+STAGED_WEB = [staged_web_users, staged_web_customers]
+assets = [sync_run_started, *STAGED_ERP, *STAGED_WEB]
+
+
+@dg.asset(group_name="plan", deps=[*STAGED_ERP, *STAGED_WEB],
+          description="What this run plans from: staged rows changed since the last good run (all of them in --full).")
+def change_window(context: dg.AssetExecutionContext, web: WebDatabase) -> dg.MaterializeResult:
+    with web.engine.begin() as conn:
+        upto = conn.execute(sa.text("SELECT last_value FROM userdebtor.change_seq")).scalar()
+        conn.execute(
+            sa.text("UPDATE userdebtor.sync_run SET plan_seq = :u WHERE run_id = :r"),
+            {"u": upto, "r": context.run_id},
+        )
+        since = conn.execute(
+            sa.text("SELECT (summary->>'since')::bigint FROM userdebtor.sync_run WHERE run_id = :r"),
+            {"r": context.run_id},
+        ).scalar()
+    return dg.MaterializeResult(metadata={"since_seq": dg.MetadataValue.int(int(since or 0)),
+                                          "upto_seq": dg.MetadataValue.int(int(upto or 0))})
+
+
+assets.append(change_window)

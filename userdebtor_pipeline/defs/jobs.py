@@ -1,0 +1,32 @@
+"""The job people launch (from the UI or `userdebtor sync`), with its schedules and sensors."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+SYNC_JOB_NAME = "userdebtor_sync"
+
+# One process for the whole run: the run lock and the database pools live for the run, and the work is
+# in PostgreSQL anyway, so more processes would only add start-up time.
+sync_job = dg.define_asset_job(
+    SYNC_JOB_NAME,
+    selection=dg.AssetSelection.all(),
+    executor_def=dg.in_process_executor,
+    description="The whole integration once: extract, conversions, plan, checks, loads, emails.",
+)
+
+
+def all_jobs() -> list:
+    return [sync_job]
+
+
+def all_schedules() -> list:
+    from userdebtor_pipeline.defs.ops.schedules import schedules
+
+    return list(schedules)
+
+
+def all_sensors() -> list:
+    from userdebtor_pipeline.defs.ops.sensors import sensors
+
+    return list(sensors)

@@ -1,0 +1,1 @@
+"""Notify: deliver the queued emails and close the run."""

@@ -1,0 +1,73 @@
+"""Notify: deliver the emails the loads queued, then close the run and move the plan watermark."""
+
+
+from collections.abc import Sequence
+
+import dagster as dg
+import sqlalchemy as sa
+
+from userdebtor_pipeline.defs.common import Stopwatch
+from userdebtor_pipeline.defs.resources import RunOptions, SyncSettings, WebDatabase
+from userdebtor_pipeline.email import deliver_with_settings, release_held_emails
+from userdebtor_pipeline.paths import mail_dir
+
+GROUP = "notify"
+
+
+def build_notify_assets(loads: Sequence[dg.AssetKey]) -> list[dg.AssetsDefinition]:
+    """The notify stage runs after every load of the run, whichever domains there are."""
+
+    @dg.asset(group_name=GROUP, deps=list(loads),
+              description="Releases emails held for approval (U3) and delivers the outbox (E1): Maildir or SMTP.")
+    def emails_delivered(web: WebDatabase, settings: SyncSettings, run_options: RunOptions) -> dg.MaterializeResult:
+        watch = Stopwatch()
+        if run_options.dry_run:
+            return dg.MaterializeResult(metadata={"dry_run": True, "sent": 0})
+        config = settings.get()
+        with web.engine.begin() as conn:
+            released = release_held_emails(conn)
+        report = deliver_with_settings(web.engine, config.email, mail_dir=mail_dir())
+        with web.engine.connect() as conn:
+            backlog = dict(conn.execute(sa.text("SELECT status, count(*) FROM web.email_outbox GROUP BY status")).all())
+        smtp = f"{config.email.smtp_host}:{config.email.smtp_port}"
+        where = str(mail_dir()) if config.email.transport == "maildir" else smtp
+        return dg.MaterializeResult(
+            metadata={
+                "released_from_hold": released,
+                "sent": report.sent,
+                "failed": report.failed,
+                "retried": report.retried,
+                "remaining": report.remaining,
+                "transport": config.email.transport,
+                "delivered_to": where,
+                "transport_error": report.transport_error or "",
+                "outbox_by_status": dg.MetadataValue.json({str(k): int(v) for k, v in backlog.items()}),
+                "seconds": watch.seconds,
+            }
+        )
+
+    @dg.asset(group_name=GROUP, deps=[emails_delivered, *loads],
+              description="Closes the run: records its outcome and moves the plan watermark (not in a dry run).")
+    def sync_run_completed(context: dg.AssetExecutionContext, web: WebDatabase,
+                           run_options: RunOptions) -> dg.MaterializeResult:
+        with web.engine.begin() as conn:
+            upto = conn.execute(
+                sa.text("SELECT plan_seq FROM userdebtor.sync_run WHERE run_id = :r"), {"r": context.run_id}
+            ).scalar()
+            if not run_options.dry_run and upto is not None:
+                # Only a run whose every load went through moves the watermark: a held load is planned again.
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO userdebtor.watermark (name, seq, updated_at) VALUES ('plan', :s, now())"
+                        " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, updated_at = now()"
+                    ),
+                    {"s": upto},
+                )
+            conn.execute(
+                sa.text("UPDATE userdebtor.sync_run SET finished_at = now(), outcome = 'succeeded' WHERE run_id = :r"),
+                {"r": context.run_id},
+            )
+        return dg.MaterializeResult(metadata={"plan_watermark": dg.MetadataValue.int(int(upto or 0)),
+                                              "dry_run": run_options.dry_run})
+
+    return [emails_delivered, sync_run_completed]

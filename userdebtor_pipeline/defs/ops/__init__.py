@@ -1,0 +1,1 @@
+"""Operating the integration: schedules, sensors and run-failure warnings."""

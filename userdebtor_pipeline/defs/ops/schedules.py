@@ -1,0 +1,42 @@
+"""Schedules: a changed-since sync every few minutes, and a nightly full reconcile."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from userdebtor_pipeline.defs.jobs import sync_job
+from userdebtor_pipeline.settings import load_settings
+
+
+def _schedule_settings():
+    try:
+        return load_settings().schedule
+    except Exception:  # the settings are checked again, loudly, when a run starts
+        from userdebtor_pipeline.settings import default_settings
+
+        return default_settings().schedule
+
+
+_schedule = _schedule_settings()
+
+changed_since_sync_schedule = dg.ScheduleDefinition(
+    name="changed_since_sync",
+    job=sync_job,
+    cron_schedule=_schedule.changed_since_cron,
+    execution_timezone=_schedule.timezone,
+    run_config={"resources": {"run_options": {"config": {"full": False}}}},
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Syncs what changed on either side since the last good run.",
+)
+
+nightly_full_reconcile_schedule = dg.ScheduleDefinition(
+    name="nightly_full_reconcile",
+    job=sync_job,
+    cron_schedule=_schedule.full_reconcile_cron,
+    execution_timezone=_schedule.timezone,
+    run_config={"resources": {"run_options": {"config": {"full": True}}}},
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Reconciles everything, deletes included, once a night.",
+)
+
+schedules = [changed_since_sync_schedule, nightly_full_reconcile_schedule]

@@ -1,0 +1,69 @@
+"""Run the sync job in this process: the same Dagster job the UI launches (used by the CLI and the tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+
+@dataclass
+class SyncOutcome:
+    run_id: str
+    success: bool
+    failed_checks: list[str] = field(default_factory=list)  # "asset:check" of blocking checks that held a load
+    failed_steps: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    materializations: dict[str, dict[str, Any]] = field(default_factory=dict)  # asset -> metadata values
+    check_metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def held_by_check(self) -> bool:
+        return bool(self.failed_checks)
+
+
+def _plain(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+def run_sync(*, full: bool = False, dry_run: bool = False, lift_change_guard: bool = False,
+             instance: dg.DagsterInstance | None = None) -> SyncOutcome:
+    """Execute the whole integration once. Never raises for a failed step: the outcome says what failed."""
+    from userdebtor_pipeline.definitions import defs
+    from userdebtor_pipeline.defs.jobs import SYNC_JOB_NAME
+
+    job = defs.resolve_job_def(SYNC_JOB_NAME)
+    run_config = {"resources": {"run_options": {"config": {
+        "full": full, "dry_run": dry_run, "lift_change_guard": lift_change_guard}}}}
+    if instance is None:
+        instance = dg.DagsterInstance.ephemeral()
+    result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
+    outcome = SyncOutcome(run_id=result.run_id, success=result.success)
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            mat = event.event_specific_data.materialization
+            outcome.materializations[mat.asset_key.to_user_string()] = {
+                k: _plain(v) for k, v in mat.metadata.items()
+            }
+        elif event.event_type_value == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+            outcome.check_metadata[name] = {k: _plain(v) for k, v in evaluation.metadata.items()}
+            if not evaluation.passed:
+                outcome.failed_checks.append(name)
+        elif event.event_type_value == "STEP_FAILURE":
+            outcome.failed_steps.append(event.step_key or "")
+            failure = event.event_specific_data
+            error = getattr(failure, "error", None)
+            if error is not None:
+                outcome.errors.append(_root_message(error))
+    return outcome
+
+
+def _root_message(error: Any) -> str:
+    """The innermost cause of a step failure, in one line: what a person needs, not Dagster's wrapping."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    lines = [line for line in (error.message or "").strip().splitlines() if line.strip()]
+    return lines[0].strip() if lines else str(error)
