@@ -97,3 +97,13 @@ def pipeline_env(monkeypatch: pytest.MonkeyPatch, tmp_path, engines: Databases) 
     monkeypatch.setenv("USERDEBTOR_WEB_URL", engines.web_url)
     monkeypatch.setenv("USERDEBTOR_HOME", str(tmp_path / "home"))
     return engines
+
+
+@pytest.fixture
+def settings_path(pipeline_env: Databases, tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """USERDEBTOR_CONFIG pointing at a copy of the example settings; rewrite it with support.write_settings."""
+    from tests.support import write_settings
+
+    path = write_settings(tmp_path / "userdebtor.yaml")
+    monkeypatch.setenv("USERDEBTOR_CONFIG", str(path))
+    return path

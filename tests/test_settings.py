@@ -130,7 +130,7 @@ def test_contract_example_is_the_defaults() -> None:
 
 def test_defaults_of_the_added_keys() -> None:
     settings = default_settings()
-    assert settings.safety.guard_min_linked_pairs == 0
+    assert settings.safety.guard_min_linked_pairs == 5
     assert settings.email.max_attempts == 5
     assert settings.email.smtp_username is None
     assert settings.email.smtp_password is None

@@ -61,8 +61,13 @@ def cmd_seed(args: argparse.Namespace) -> int:
     settings = _settings_or_default()
     try:
         report = seed_databases(
-            erp, web, debtors=args.debtors, users=args.users, seed=args.seed,
-            prefix=settings.user_debtor.new_account_prefix, width=settings.user_debtor.account_number_width,
+            erp,
+            web,
+            debtors=args.debtors,
+            users=args.users,
+            seed=args.seed,
+            prefix=settings.user_debtor.new_account_prefix,
+            width=settings.user_debtor.account_number_width,
             template_code=settings.user_debtor.template_customer,
             cash_code=settings.instant_accounts.cash_account_code,
             excluded_codes=tuple(settings.instant_accounts.excluded_account_codes),
@@ -139,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="userdebtor", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("init", help="create the tables where missing and migrate the pipeline's state").set_defaults(
-        func=cmd_init)
+        func=cmd_init
+    )
     seed = sub.add_parser("seed", help="fill empty erp/web tables with synthetic data")
     seed.add_argument("--debtors", type=int, default=2_000)
     seed.add_argument("--users", type=int, default=2_000)
@@ -148,8 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     sync = sub.add_parser("sync", help="run the whole integration once (the Dagster job, in process)")
     sync.add_argument("--full", action="store_true", help="reconcile everything, not only what changed")
     sync.add_argument("--dry-run", action="store_true", help="plan and report; write nothing to erp or web")
-    sync.add_argument("--allow-large-change", action="store_true",
-                      help="lift the change-fraction guard (U7) for this run, after checking the plan")
+    sync.add_argument(
+        "--allow-large-change",
+        action="store_true",
+        help="lift the change-fraction guard (U7) for this run, after checking the plan",
+    )
     sync.set_defaults(func=cmd_sync)
     demo = sub.add_parser("demo", help="init, seed, sync, then show what happened and where to look")
     demo.add_argument("--debtors", type=int, default=2_000)

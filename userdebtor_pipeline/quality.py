@@ -36,7 +36,9 @@ class FrameVerdict:
     def summary(self) -> str:
         if self.passed:
             return f"all expectations met on {self.rows} rows"
-        parts = [f"{f['expectation']} on `{f['column']}`: {f['unexpected_count']} of {self.rows} rows" for f in self.failures]
+        parts = [
+            f"{f['expectation']} on `{f['column']}`: {f['unexpected_count']} of {self.rows} rows" for f in self.failures
+        ]
         return "; ".join(parts)
 
     def markdown(self) -> str:
@@ -66,11 +68,13 @@ def validate_frame(frame: pd.DataFrame, expectations: Sequence[Any], name: str) 
         result = batch.validate(expectation, result_format={"result_format": "SUMMARY", "partial_unexpected_count": 20})
         if not result.success:
             detail = result.result or {}
-            failures.append({
-                "expectation": type(expectation).__name__,
-                "column": getattr(expectation, "column", ""),
-                "unexpected_count": int(detail.get("unexpected_count") or 0),
-                "sample": list(detail.get("partial_unexpected_list") or []),
-            })
+            failures.append(
+                {
+                    "expectation": type(expectation).__name__,
+                    "column": getattr(expectation, "column", ""),
+                    "unexpected_count": int(detail.get("unexpected_count") or 0),
+                    "sample": list(detail.get("partial_unexpected_list") or []),
+                }
+            )
     context.data_sources.delete(unique)
     return FrameVerdict(passed=not failures, rows=len(frame), failures=failures)

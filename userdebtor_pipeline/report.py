@@ -43,19 +43,35 @@ def print_sync_report(outcome: SyncOutcome, web: Engine, settings: Settings, *, 
             rows.append((label, _int(mats[asset][key])))
     for asset, meta in sorted(mats.items()):
         # Other domains report their own counts; show the whole numbers they chose to report.
-        if asset in {a for a, _, _ in _LINES} or asset.startswith("staged_") or asset in (
-                "sync_run_started", "change_window", "sync_run_completed", "emails_delivered"):
+        if (
+            asset in {a for a, _, _ in _LINES}
+            or asset.startswith("staged_")
+            or asset in ("sync_run_started", "change_window", "sync_run_completed", "emails_delivered")
+        ):
             continue
-        if asset in ("debtors_to_create", "users_to_create", "field_changes", "link_exits", "user_debtor_plan",
-                     "records_set_aside", "conversion_ledger") and not dry_run:
+        if (
+            asset
+            in (
+                "debtors_to_create",
+                "users_to_create",
+                "field_changes",
+                "link_exits",
+                "user_debtor_plan",
+                "records_set_aside",
+                "conversion_ledger",
+            )
+            and not dry_run
+        ):
             continue
         for key, value in meta.items():
             if isinstance(value, int) and not isinstance(value, bool) and key != "seconds":
                 rows.append((f"{asset}: {key.replace('_', ' ')}", value))
     with web.connect() as conn:
-        set_aside = conn.execute(sa.text(
-            "SELECT rule, kind, count(*) FROM userdebtor.plan_set_aside GROUP BY rule, kind ORDER BY rule, kind"
-        )).all()
+        set_aside = conn.execute(
+            sa.text(
+                "SELECT rule, kind, count(*) FROM userdebtor.plan_set_aside GROUP BY rule, kind ORDER BY rule, kind"
+            )
+        ).all()
         outbox = dict(conn.execute(sa.text("SELECT status, count(*) FROM web.email_outbox GROUP BY status")).all())
     width = max([len(label) for label, _ in rows] + [40])
     print("\nwhat was done")
@@ -67,8 +83,10 @@ def print_sync_report(outcome: SyncOutcome, web: Engine, settings: Settings, *, 
             print(f"  {rule} {kind.replace('_', ' '):<{width - 3}} {count:>9,}")
     delivered = mats.get("emails_delivered", {})
     print("\nemails")
-    print(f"  sent this run: {_int(delivered.get('sent'))}, failed: {_int(delivered.get('failed'))}; "
-          f"outbox: {', '.join(f'{k} {v}' for k, v in sorted(outbox.items())) or 'empty'}")
+    print(
+        f"  sent this run: {_int(delivered.get('sent'))}, failed: {_int(delivered.get('failed'))}; "
+        f"outbox: {', '.join(f'{k} {v}' for k, v in sorted(outbox.items())) or 'empty'}"
+    )
     if settings.email.transport == "maildir":
         print(f"  delivered to the local mail folder {mail_dir()} (open the files in new/ with any mail reader)")
     else:

@@ -27,15 +27,23 @@ def _plain(value: Any) -> Any:
     return getattr(value, "value", value)
 
 
-def run_sync(*, full: bool = False, dry_run: bool = False, lift_change_guard: bool = False,
-             instance: dg.DagsterInstance | None = None) -> SyncOutcome:
+def run_sync(
+    *,
+    full: bool = False,
+    dry_run: bool = False,
+    lift_change_guard: bool = False,
+    instance: dg.DagsterInstance | None = None,
+) -> SyncOutcome:
     """Execute the whole integration once. Never raises for a failed step: the outcome says what failed."""
     from userdebtor_pipeline.definitions import defs
     from userdebtor_pipeline.defs.jobs import SYNC_JOB_NAME
 
     job = defs.resolve_job_def(SYNC_JOB_NAME)
-    run_config = {"resources": {"run_options": {"config": {
-        "full": full, "dry_run": dry_run, "lift_change_guard": lift_change_guard}}}}
+    run_config = {
+        "resources": {
+            "run_options": {"config": {"full": full, "dry_run": dry_run, "lift_change_guard": lift_change_guard}}
+        }
+    }
     if instance is None:
         instance = dg.DagsterInstance.ephemeral()
     result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
@@ -43,19 +51,16 @@ def run_sync(*, full: bool = False, dry_run: bool = False, lift_change_guard: bo
     for event in result.all_events:
         if event.event_type_value == "ASSET_MATERIALIZATION":
             mat = event.event_specific_data.materialization
-            outcome.materializations[mat.asset_key.to_user_string()] = {
-                k: _plain(v) for k, v in mat.metadata.items()
-            }
+            outcome.materializations[mat.asset_key.to_user_string()] = {k: _plain(v) for k, v in mat.metadata.items()}
         elif event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
             name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
             outcome.check_metadata[name] = {k: _plain(v) for k, v in evaluation.metadata.items()}
             if not evaluation.passed:
                 outcome.failed_checks.append(name)
-        elif event.event_type_value == "STEP_FAILURE":
-            outcome.failed_steps.append(event.step_key or "")
-            failure = event.event_specific_data
-            error = getattr(failure, "error", None)
+        elif event.event_type_value in ("STEP_FAILURE", "RESOURCE_INIT_FAILURE"):
+            outcome.failed_steps.append(event.step_key or "resources")
+            error = getattr(event.event_specific_data, "error", None)
             if error is not None:
                 outcome.errors.append(_root_message(error))
     return outcome

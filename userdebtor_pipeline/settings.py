@@ -308,7 +308,8 @@ class SafetySettings(_Section):
 
     max_change_fraction: Annotated[float, Field(gt=0, le=1)] = 0.2
     # With very few linked pairs any change is a large share; below this count the guard stays quiet.
-    guard_min_linked_pairs: Annotated[int, Field(ge=0)] = 0
+    # With only a handful of linked pairs a share means little (one change of two is 50%).
+    guard_min_linked_pairs: Annotated[int, Field(ge=0)] = 5
 
 
 class ScheduleSettings(_Section):

@@ -4,7 +4,6 @@ Each row is applied in its own transaction together with its processed_at stamp,
 middle of a batch leaves every row either wholly applied and stamped or untouched.
 """
 
-
 from dataclasses import dataclass
 
 import dagster as dg
@@ -28,8 +27,11 @@ class Decision:
     warn: bool
 
 
-@dg.asset(group_name=GROUP, deps=[staged_debtor_conversions],
-          description="The web's Customer Conversion table: ERP conversions received, in conversion_seq order (C1).")
+@dg.asset(
+    group_name=GROUP,
+    deps=[staged_debtor_conversions],
+    description="The web's Customer Conversion table: ERP conversions received, in conversion_seq order (C1).",
+)
 def conversion_ledger(web: WebDatabase, settings: SyncSettings, run_options: RunOptions) -> dg.MaterializeResult:
     watch = Stopwatch()
     received = 0
@@ -39,31 +41,46 @@ def conversion_ledger(web: WebDatabase, settings: SyncSettings, run_options: Run
         pending = conn.execute(
             sa.text("SELECT count(*) FROM web.customer_conversion WHERE processed_at IS NULL")
         ).scalar()
-        preview = sample(conn, "SELECT conversion_seq, old_code, new_code, conversion_date FROM web.customer_conversion"
-                               " WHERE processed_at IS NULL ORDER BY conversion_seq")
-    return dg.MaterializeResult(metadata={
-        "received": received, "pending": int(pending), "seconds": watch.seconds,
-        "pending_sample": dg.MetadataValue.md(preview),
-    })
+        preview = sample(
+            conn,
+            "SELECT conversion_seq, old_code, new_code, conversion_date FROM web.customer_conversion"
+            " WHERE processed_at IS NULL ORDER BY conversion_seq",
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "received": received,
+            "pending": int(pending),
+            "seconds": watch.seconds,
+            "pending_sample": dg.MetadataValue.md(preview),
+        }
+    )
 
 
-@dg.asset_check(asset=conversion_ledger, blocking=True,
-                description="Conversion rows are well formed: both codes present, no blanks, no stray spaces.")
+@dg.asset_check(
+    asset=conversion_ledger,
+    blocking=True,
+    description="Conversion rows are well formed: both codes present, no blanks, no stray spaces.",
+)
 def conversion_rows_well_formed(web: WebDatabase) -> dg.AssetCheckResult:
     with web.engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                "SELECT conversion_seq, old_code, new_code FROM web.customer_conversion"
-                " WHERE processed_at IS NULL AND (old_code !~ :shape OR new_code !~ :shape) ORDER BY conversion_seq"
-            ),
-            {"shape": _CODE_SHAPE},
-        ).mappings().all()
+        rows = (
+            conn.execute(
+                sa.text(
+                    "SELECT conversion_seq, old_code, new_code FROM web.customer_conversion"
+                    " WHERE processed_at IS NULL AND (old_code !~ :shape OR new_code !~ :shape) ORDER BY conversion_seq"
+                ),
+                {"shape": _CODE_SHAPE},
+            )
+            .mappings()
+            .all()
+        )
     return dg.AssetCheckResult(
         passed=not rows,
         metadata={
             "malformed_rows": len(rows),
             "summary": f"{len(rows)} unprocessed conversion rows have a blank or malformed code"
-            if rows else "every unprocessed conversion row is well formed",
+            if rows
+            else "every unprocessed conversion row is well formed",
             "failing_rows": dg.MetadataValue.md(markdown_table([dict(r) for r in rows])),
         },
     )
@@ -78,13 +95,18 @@ def _decide(conn: Connection, old: str, new: str) -> Decision | None:
     if old == new:
         return Decision("failed", f"the row names {old} twice: a code cannot be converted into itself", True)
     retired = conn.execute(
-        sa.text("SELECT conversion_seq FROM web.customer_conversion WHERE old_code = :new"
-                " AND outcome IN ('converted', 'merged') LIMIT 1"),
+        sa.text(
+            "SELECT conversion_seq FROM web.customer_conversion WHERE old_code = :new"
+            " AND outcome IN ('converted', 'merged') LIMIT 1"
+        ),
         {"new": new},
     ).scalar()
     if retired is not None:
-        return Decision("failed", f"{new} was converted away by conversion {retired}: converting {old} into it "
-                                  "would make a cycle", True)
+        return Decision(
+            "failed",
+            f"{new} was converted away by conversion {retired}: converting {old} into it would make a cycle",
+            True,
+        )
     if not _on_web(conn, old):
         return Decision("skipped", f"{old} is not on the web, so there is nothing to convert", True)
     return None
@@ -100,31 +122,46 @@ def apply_one(conn: Connection, seq: int, old: str, new: str) -> Decision:
         verb = "merged into the existing account" if merge else "renamed"
         decision = Decision("merged" if merge else "converted", f"{old} {verb} {new}: {touched}", False)
     conn.execute(
-        sa.text("UPDATE web.customer_conversion SET processed_at = now(), outcome = :o, detail = :d"
-                " WHERE conversion_seq = :s"),
+        sa.text(
+            "UPDATE web.customer_conversion SET processed_at = now(), outcome = :o, detail = :d"
+            " WHERE conversion_seq = :s"
+        ),
         {"o": decision.outcome, "d": decision.detail, "s": seq},
     )
     return decision
 
 
-@dg.asset(group_name=GROUP, deps=[conversion_ledger],
-          description="Every unprocessed conversion applied once, in order, each in its own transaction (C1-C4).")
-def customer_conversions_applied(context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings,
-                                 run_options: RunOptions) -> dg.MaterializeResult:
+@dg.asset(
+    group_name=GROUP,
+    deps=[conversion_ledger],
+    description="Every unprocessed conversion applied once, in order, each in its own transaction (C1-C4).",
+)
+def customer_conversions_applied(
+    context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings, run_options: RunOptions
+) -> dg.MaterializeResult:
     watch = Stopwatch()
     config = settings.get()
     outcomes: dict[str, int] = {"converted": 0, "merged": 0, "skipped": 0, "failed": 0}
     applied: list[dict] = []
     if config.customer_conversions.enabled and not run_options.dry_run:
         with web.engine.connect() as conn:
-            pending = conn.execute(sa.text(
-                "SELECT conversion_seq FROM web.customer_conversion WHERE processed_at IS NULL ORDER BY conversion_seq"
-            )).scalars().all()
+            pending = (
+                conn.execute(
+                    sa.text(
+                        "SELECT conversion_seq FROM web.customer_conversion"
+                        " WHERE processed_at IS NULL ORDER BY conversion_seq"
+                    )
+                )
+                .scalars()
+                .all()
+            )
         for pending_seq in pending:
             with web.engine.begin() as conn:
                 row = conn.execute(
-                    sa.text("SELECT conversion_seq, old_code, new_code FROM web.customer_conversion"
-                            " WHERE conversion_seq = :s AND processed_at IS NULL FOR UPDATE"),
+                    sa.text(
+                        "SELECT conversion_seq, old_code, new_code FROM web.customer_conversion"
+                        " WHERE conversion_seq = :s AND processed_at IS NULL FOR UPDATE"
+                    ),
                     {"s": pending_seq},
                 ).one_or_none()
                 if row is None:  # stamped meanwhile: each row is processed once
@@ -132,19 +169,40 @@ def customer_conversions_applied(context: dg.AssetExecutionContext, web: WebData
                 seq, old, new = row
                 decision = apply_one(conn, seq, old, new)
                 if decision.warn:
-                    record_problems(conn, config, context.run_id, [Problem(
-                        kind=f"conversion_{decision.outcome}", rule="C4", subject=f"conversion:{seq}",
-                        detail=decision.detail, warn=True, facts={"old_code": old, "new_code": new})])
+                    record_problems(
+                        conn,
+                        config,
+                        context.run_id,
+                        [
+                            Problem(
+                                kind=f"conversion_{decision.outcome}",
+                                rule="C4",
+                                subject=f"conversion:{seq}",
+                                detail=decision.detail,
+                                warn=True,
+                                facts={"old_code": old, "new_code": new},
+                            )
+                        ],
+                    )
             outcomes[decision.outcome] += 1
-            applied.append({"conversion_seq": seq, "old_code": old, "new_code": new, "outcome": decision.outcome,
-                            "detail": decision.detail})
-    return dg.MaterializeResult(metadata={
-        **{k: dg.MetadataValue.int(v) for k, v in outcomes.items()},
-        "enabled": config.customer_conversions.enabled,
-        "dry_run": run_options.dry_run,
-        "outcomes": dg.MetadataValue.md(markdown_table(applied)),
-        "seconds": watch.seconds,
-    })
+            applied.append(
+                {
+                    "conversion_seq": seq,
+                    "old_code": old,
+                    "new_code": new,
+                    "outcome": decision.outcome,
+                    "detail": decision.detail,
+                }
+            )
+    return dg.MaterializeResult(
+        metadata={
+            **{k: dg.MetadataValue.int(v) for k, v in outcomes.items()},
+            "enabled": config.customer_conversions.enabled,
+            "dry_run": run_options.dry_run,
+            "outcomes": dg.MetadataValue.md(markdown_table(applied)),
+            "seconds": watch.seconds,
+        }
+    )
 
 
 assets = [conversion_ledger, customer_conversions_applied]

@@ -1,6 +1,5 @@
 """Extract: every run starts here. ERP rows cross by COPY; web rows are staged after conversions (C1)."""
 
-
 import hashlib
 
 import dagster as dg
@@ -36,8 +35,13 @@ CONTACTS = ExtractSpec(
     mirror="erp_contact",
     key=("contact_id",),
     columns=(
-        "contact_id", "contact_email", "contact_first_name", "contact_surname", "contact_phone",
-        "contact_active", "contact_date_last_changed",
+        "contact_id",
+        "contact_email",
+        "contact_first_name",
+        "contact_surname",
+        "contact_phone",
+        "contact_active",
+        "contact_date_last_changed",
     ),
     changed_column="contact_date_last_changed",
 )
@@ -67,8 +71,14 @@ ORDERS = ExtractSpec(
     mirror="erp_sales_order",
     key=("so_order_no",),
     columns=(
-        "so_order_no", "so_cust_code", "so_order_date", "so_order_status", "so_source", "so_email",
-        "so_order_total", "so_date_stamp",
+        "so_order_no",
+        "so_cust_code",
+        "so_order_date",
+        "so_order_status",
+        "so_source",
+        "so_email",
+        "so_order_total",
+        "so_date_stamp",
     ),
     changed_column="so_date_stamp",
     deletes="full_only",  # O1: an order gone from the ERP leaves the history at the next full reconcile
@@ -79,8 +89,22 @@ WEB_USERS = ExtractSpec(
     mirror="web_user",
     key=("user_id",),
     columns=(
-        "user_id", "email_address", "name", "phone_number", "address1", "address2", "address3", "address4",
-        "address5", "address6", "postcode", "abn", "industry_code", "role", "default_customer_code", "status",
+        "user_id",
+        "email_address",
+        "name",
+        "phone_number",
+        "address1",
+        "address2",
+        "address3",
+        "address4",
+        "address5",
+        "address6",
+        "postcode",
+        "abn",
+        "industry_code",
+        "role",
+        "default_customer_code",
+        "status",
         "updated_at",
     ),
     changed_column="updated_at",
@@ -134,8 +158,12 @@ def sync_run_started(
                 "INSERT INTO userdebtor.sync_run (run_id, mode, dry_run, summary)"
                 " VALUES (:r, :m, :d, jsonb_build_object('since', :s)) ON CONFLICT (run_id) DO NOTHING"
             ),
-            {"r": context.run_id, "m": "full" if run_options.full else "changed_since", "d": run_options.dry_run,
-             "s": since},
+            {
+                "r": context.run_id,
+                "m": "full" if run_options.full else "changed_since",
+                "d": run_options.dry_run,
+                "s": since,
+            },
         )
     return dg.MaterializeResult(
         metadata={
@@ -151,8 +179,13 @@ def scope_flags(settings: SyncSettings):
     user_debtor = settings.get().user_debtor
 
     def apply(conn: Connection, temp: str) -> None:
-        staged = sa.Table(temp, sa.MetaData(), *[sa.Column(c) for c in DEB_MASTER_COLUMNS],
-                          sa.Column("in_master_scope"), sa.Column("in_css_scope"))
+        staged = sa.Table(
+            temp,
+            sa.MetaData(),
+            *[sa.Column(c) for c in DEB_MASTER_COLUMNS],
+            sa.Column("in_master_scope"),
+            sa.Column("in_css_scope"),
+        )
         columns = filter_columns_of(staged)
         master = parse_filter(user_debtor.customer_master_filter, columns)
         css = parse_filter(user_debtor.css_customer_filter, columns)
@@ -172,10 +205,14 @@ def _filters_digest(settings: SyncSettings) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-@dg.asset(group_name=GROUP, deps=[sync_run_started],
-          description="ERP debtors (deb_master) staged with their scope: customer master filter and CSS filter.")
-def staged_erp_debtors(erp: ErpDatabase, web: WebDatabase, settings: SyncSettings,
-                       run_options: RunOptions) -> dg.MaterializeResult:
+@dg.asset(
+    group_name=GROUP,
+    deps=[sync_run_started],
+    description="ERP debtors (deb_master) staged with their scope: customer master filter and CSS filter.",
+)
+def staged_erp_debtors(
+    erp: ErpDatabase, web: WebDatabase, settings: SyncSettings, run_options: RunOptions
+) -> dg.MaterializeResult:
     watch = Stopwatch()
     digest = _filters_digest(settings)
     with web.engine.begin() as conn:
@@ -185,15 +222,25 @@ def staged_erp_debtors(erp: ErpDatabase, web: WebDatabase, settings: SyncSetting
         result = stage(DEBTORS, source=erp.engine, web=conn, full=full, before_merge=scope_flags(settings))
         write_watermark(conn, "erp_debtor_scope", None, note=digest)
         in_scope = conn.execute(
-            sa.text("SELECT count(*) FILTER (WHERE in_master_scope), count(*) FILTER (WHERE in_css_scope),"
-                    " count(*) FROM userdebtor.erp_debtor")
+            sa.text(
+                "SELECT count(*) FILTER (WHERE in_master_scope), count(*) FILTER (WHERE in_css_scope),"
+                " count(*) FROM userdebtor.erp_debtor"
+            )
         ).one()
-    return _result(result, watch, debtors_in_master_scope=int(in_scope[0]),
-                   debtors_in_css_scope=int(in_scope[1]), debtors_staged=int(in_scope[2]))
+    return _result(
+        result,
+        watch,
+        debtors_in_master_scope=int(in_scope[0]),
+        debtors_in_css_scope=int(in_scope[1]),
+        debtors_staged=int(in_scope[2]),
+    )
 
 
-@dg.asset(group_name=GROUP, deps=[sync_run_started],
-          description="CRM contacts and the accounts each acts for (crm_contact, crm_contact_account).")
+@dg.asset(
+    group_name=GROUP,
+    deps=[sync_run_started],
+    description="CRM contacts and the accounts each acts for (crm_contact, crm_contact_account).",
+)
 def staged_crm_contacts(erp: ErpDatabase, web: WebDatabase, run_options: RunOptions) -> dg.MaterializeResult:
     watch = Stopwatch()
     with web.engine.begin() as conn:
@@ -201,9 +248,14 @@ def staged_crm_contacts(erp: ErpDatabase, web: WebDatabase, run_options: RunOpti
         accounts = stage(CONTACT_ACCOUNTS, source=erp.engine, web=conn, full=True)
     return dg.MaterializeResult(
         metadata=counts_metadata(
-            {"contacts_read": contacts.read, "contacts_changed": contacts.changed,
-             "contacts_deleted": contacts.deleted, "contact_accounts": accounts.read,
-             "contact_accounts_changed": accounts.changed, "contact_accounts_deleted": accounts.deleted},
+            {
+                "contacts_read": contacts.read,
+                "contacts_changed": contacts.changed,
+                "contacts_deleted": contacts.deleted,
+                "contact_accounts": accounts.read,
+                "contact_accounts_changed": accounts.changed,
+                "contact_accounts_deleted": accounts.deleted,
+            },
             watch.seconds,
             mode=contacts.mode,
         )
@@ -218,8 +270,11 @@ def staged_debtor_conversions(erp: ErpDatabase, web: WebDatabase) -> dg.Material
     return _result(result, watch)
 
 
-@dg.asset(group_name=GROUP, deps=[sync_run_started],
-          description="ERP sales orders of every channel, in-store included (sales_order), by so_date_stamp.")
+@dg.asset(
+    group_name=GROUP,
+    deps=[sync_run_started],
+    description="ERP sales orders of every channel, in-store included (sales_order), by so_date_stamp.",
+)
 def staged_sales_orders(erp: ErpDatabase, web: WebDatabase, run_options: RunOptions) -> dg.MaterializeResult:
     watch = Stopwatch()
     with web.engine.begin() as conn:
@@ -227,8 +282,11 @@ def staged_sales_orders(erp: ErpDatabase, web: WebDatabase, run_options: RunOpti
     return _result(result, watch)
 
 
-@dg.asset(group_name=GROUP, deps=[sync_run_started, CONVERSIONS_APPLIED],
-          description="Web users (app_user), staged after conversions so that they carry the new codes.")
+@dg.asset(
+    group_name=GROUP,
+    deps=[sync_run_started, CONVERSIONS_APPLIED],
+    description="Web users (app_user), staged after conversions so that they carry the new codes.",
+)
 def staged_web_users(web: WebDatabase, run_options: RunOptions) -> dg.MaterializeResult:
     watch = Stopwatch()
     with web.engine.begin() as conn:
@@ -236,8 +294,11 @@ def staged_web_users(web: WebDatabase, run_options: RunOptions) -> dg.Materializ
     return _result(result, watch)
 
 
-@dg.asset(group_name=GROUP, deps=[sync_run_started, CONVERSIONS_APPLIED],
-          description="Web customer accounts (customer): status, cash account and approval flags.")
+@dg.asset(
+    group_name=GROUP,
+    deps=[sync_run_started, CONVERSIONS_APPLIED],
+    description="Web customer accounts (customer): status, cash account and approval flags.",
+)
 def staged_web_customers(web: WebDatabase) -> dg.MaterializeResult:
     watch = Stopwatch()
     with web.engine.begin() as conn:
@@ -250,8 +311,11 @@ STAGED_WEB = [staged_web_users, staged_web_customers]
 assets = [sync_run_started, *STAGED_ERP, *STAGED_WEB]
 
 
-@dg.asset(group_name="plan", deps=[*STAGED_ERP, *STAGED_WEB],
-          description="What this run plans from: staged rows changed since the last good run (all of them in --full).")
+@dg.asset(
+    group_name="plan",
+    deps=[*STAGED_ERP, *STAGED_WEB],
+    description="What this run plans from: staged rows changed since the last good run (all of them in --full).",
+)
 def change_window(context: dg.AssetExecutionContext, web: WebDatabase) -> dg.MaterializeResult:
     with web.engine.begin() as conn:
         upto = conn.execute(sa.text("SELECT last_value FROM userdebtor.change_seq")).scalar()
@@ -263,8 +327,9 @@ def change_window(context: dg.AssetExecutionContext, web: WebDatabase) -> dg.Mat
             sa.text("SELECT (summary->>'since')::bigint FROM userdebtor.sync_run WHERE run_id = :r"),
             {"r": context.run_id},
         ).scalar()
-    return dg.MaterializeResult(metadata={"since_seq": dg.MetadataValue.int(int(since or 0)),
-                                          "upto_seq": dg.MetadataValue.int(int(upto or 0))})
+    return dg.MaterializeResult(
+        metadata={"since_seq": dg.MetadataValue.int(int(since or 0)), "upto_seq": dg.MetadataValue.int(int(upto or 0))}
+    )
 
 
 assets.append(change_window)

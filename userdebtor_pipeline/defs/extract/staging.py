@@ -80,8 +80,9 @@ def _source_query(spec: ExtractSpec, since: datetime | None, columns: tuple[str,
     return query
 
 
-def copy_into_temp(source: Engine | Connection, query: sql.Composable, web: Connection, temp: str,
-                   columns: tuple[str, ...]) -> None:
+def copy_into_temp(
+    source: Engine | Connection, query: sql.Composable, web: Connection, temp: str, columns: tuple[str, ...]
+) -> None:
     """Stream a query's rows from one database into a temp table of the web database, by COPY.
 
     A web table is already in this database: it is read in place, in the same transaction.
@@ -122,7 +123,8 @@ def _merge(web: Connection, spec: ExtractSpec, temp: str) -> int:
         set_list = sql.SQL(", ").join([sql.SQL("{c} = excluded.{c}").format(c=_ident(c)) for c in non_key])
     if not non_key:  # a table of keys only (e.g. who acts for which account): new rows in, nothing to update
         statement = sql.SQL("INSERT INTO {mirror} ({cols}) SELECT {cols} FROM {temp} ON CONFLICT DO NOTHING").format(
-            mirror=mirror, cols=_cols(all_cols), temp=_ident(temp))
+            mirror=mirror, cols=_cols(all_cols), temp=_ident(temp)
+        )
         cur = web.connection.driver_connection.cursor()
         cur.execute(statement)
         return cur.rowcount
@@ -145,9 +147,7 @@ def _merge(web: Connection, spec: ExtractSpec, temp: str) -> int:
 
 
 def _delete_missing(web: Connection, spec: ExtractSpec, keys_table: str) -> int:
-    statement = sql.SQL(
-        "DELETE FROM {mirror} m WHERE NOT EXISTS (SELECT 1 FROM {keys} k WHERE {match})"
-    ).format(
+    statement = sql.SQL("DELETE FROM {mirror} m WHERE NOT EXISTS (SELECT 1 FROM {keys} k WHERE {match})").format(
         mirror=_ident("userdebtor", spec.mirror),
         keys=_ident(keys_table),
         match=sql.SQL(" AND ").join(sql.SQL("k.{c} = m.{c}").format(c=_ident(c)) for c in spec.key),

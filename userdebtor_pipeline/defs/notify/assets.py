@@ -1,6 +1,5 @@
 """Notify: deliver the emails the loads queued, then close the run and move the plan watermark."""
 
-
 from collections.abc import Sequence
 
 import dagster as dg
@@ -17,8 +16,11 @@ GROUP = "notify"
 def build_notify_assets(loads: Sequence[dg.AssetKey]) -> list[dg.AssetsDefinition]:
     """The notify stage runs after every load of the run, whichever domains there are."""
 
-    @dg.asset(group_name=GROUP, deps=list(loads),
-              description="Releases emails held for approval (U3) and delivers the outbox (E1): Maildir or SMTP.")
+    @dg.asset(
+        group_name=GROUP,
+        deps=list(loads),
+        description="Releases emails held for approval (U3) and delivers the outbox (E1): Maildir or SMTP.",
+    )
     def emails_delivered(web: WebDatabase, settings: SyncSettings, run_options: RunOptions) -> dg.MaterializeResult:
         watch = Stopwatch()
         if run_options.dry_run:
@@ -46,10 +48,14 @@ def build_notify_assets(loads: Sequence[dg.AssetKey]) -> list[dg.AssetsDefinitio
             }
         )
 
-    @dg.asset(group_name=GROUP, deps=[emails_delivered, *loads],
-              description="Closes the run: records its outcome and moves the plan watermark (not in a dry run).")
-    def sync_run_completed(context: dg.AssetExecutionContext, web: WebDatabase,
-                           run_options: RunOptions) -> dg.MaterializeResult:
+    @dg.asset(
+        group_name=GROUP,
+        deps=[emails_delivered, *loads],
+        description="Closes the run: records its outcome and moves the plan watermark (not in a dry run).",
+    )
+    def sync_run_completed(
+        context: dg.AssetExecutionContext, web: WebDatabase, run_options: RunOptions
+    ) -> dg.MaterializeResult:
         with web.engine.begin() as conn:
             upto = conn.execute(
                 sa.text("SELECT plan_seq FROM userdebtor.sync_run WHERE run_id = :r"), {"r": context.run_id}
@@ -67,7 +73,8 @@ def build_notify_assets(loads: Sequence[dg.AssetKey]) -> list[dg.AssetsDefinitio
                 sa.text("UPDATE userdebtor.sync_run SET finished_at = now(), outcome = 'succeeded' WHERE run_id = :r"),
                 {"r": context.run_id},
             )
-        return dg.MaterializeResult(metadata={"plan_watermark": dg.MetadataValue.int(int(upto or 0)),
-                                              "dry_run": run_options.dry_run})
+        return dg.MaterializeResult(
+            metadata={"plan_watermark": dg.MetadataValue.int(int(upto or 0)), "dry_run": run_options.dry_run}
+        )
 
     return [emails_delivered, sync_run_completed]

@@ -3,7 +3,6 @@
 Nothing is lost when a check fails: the plan watermark does not move, so the next good run plans again.
 """
 
-
 import re
 
 import dagster as dg
@@ -17,12 +16,38 @@ from userdebtor_pipeline.defs.user_debtor.plan import debtors_to_create, user_de
 from userdebtor_pipeline.quality import validate_frame
 
 
+# Gates: each carries the checks of one load, so a failing check holds that load alone, not the whole run.
+@dg.asset(
+    group_name="plan",
+    deps=[debtors_to_create],
+    description="U1 creations vetted: the checks on this asset gate the ERP debtor creation alone.",
+)
+def new_debtors_vetted(web: WebDatabase) -> dg.MaterializeResult:
+    with web.engine.connect() as conn:
+        planned = conn.execute(sa.text("SELECT count(*) FROM userdebtor.plan_debtor_create")).scalar()
+    return dg.MaterializeResult(metadata={"planned": int(planned)})
+
+
+@dg.asset(
+    group_name="plan",
+    deps=[users_to_create],
+    description="U2 creations vetted: the checks on this asset gate the web user creation alone.",
+)
+def new_users_vetted(web: WebDatabase) -> dg.MaterializeResult:
+    with web.engine.connect() as conn:
+        planned = conn.execute(sa.text("SELECT count(*) FROM userdebtor.plan_user_create")).scalar()
+    return dg.MaterializeResult(metadata={"planned": int(planned)})
+
+
 def _verdict(passed: bool, summary: str, **metadata) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=passed, metadata={"summary": summary, **metadata})
 
 
-@dg.asset_check(asset=debtors_to_create, blocking=True,
-                description="U1: the template customer that new debtors are copied from exists in the ERP.")
+@dg.asset_check(
+    asset=new_debtors_vetted,
+    blocking=True,
+    description="U1: the template customer that new debtors are copied from exists in the ERP.",
+)
 def template_customer_exists(erp: ErpDatabase, web: WebDatabase, settings: SyncSettings) -> dg.AssetCheckResult:
     template = settings.get().user_debtor.template_customer
     with web.engine.connect() as conn:
@@ -34,31 +59,46 @@ def template_customer_exists(erp: ErpDatabase, web: WebDatabase, settings: SyncS
             sa.text("SELECT count(*) FROM erp.deb_master WHERE dr_cust_code = :t"), {"t": template}
         ).scalar()
     passed = bool(found) or not creating
-    summary = (f"template customer {template} found" if found else
-               f"no debtor is planned, and template customer {template} is missing" if not creating else
-               f"template customer {template} is missing from erp.deb_master: {creating} new debtors are held "
-               "back; create it or fix user_debtor.template_customer")
+    summary = (
+        f"template customer {template} found"
+        if found
+        else f"no debtor is planned, and template customer {template} is missing"
+        if not creating
+        else f"template customer {template} is missing from erp.deb_master: {creating} new debtors are held "
+        "back; create it or fix user_debtor.template_customer"
+    )
     return _verdict(passed, summary, template_customer=template, debtors_waiting=int(creating))
 
 
-@dg.asset_check(asset=debtors_to_create, blocking=True,
-                description="U1: new codes have the prefix and width, are unique and collide with nothing in the ERP; "
-                            "emails are well formed and unique.")
+@dg.asset_check(
+    asset=new_debtors_vetted,
+    blocking=True,
+    description="U1: new codes have the prefix and width, are unique and collide with nothing in the ERP; "
+    "emails are well formed and unique.",
+)
 def new_debtors_are_sound(erp: ErpDatabase, web: WebDatabase, settings: SyncSettings) -> dg.AssetCheckResult:
     user_debtor = settings.get().user_debtor
     with web.engine.connect() as conn:
         frame = pd.read_sql(
-            sa.text("SELECT user_id, dr_cust_code, lower(email_address) AS email"
-                    " FROM userdebtor.plan_debtor_create WHERE action = 'create'"),
+            sa.text(
+                "SELECT user_id, dr_cust_code, lower(email_address) AS email"
+                " FROM userdebtor.plan_debtor_create WHERE action = 'create'"
+            ),
             conn,
         )
-    code_shape = "^" + re.escape(user_debtor.new_account_prefix) + "[0-9]{" + str(user_debtor.account_number_width) + "}$"
-    verdict = validate_frame(frame, [
-        gx.expectations.ExpectColumnValuesToMatchRegex(column="dr_cust_code", regex=code_shape),
-        gx.expectations.ExpectColumnValuesToBeUnique(column="dr_cust_code"),
-        gx.expectations.ExpectColumnValuesToMatchRegex(column="email", regex=EMAIL_PATTERN),
-        gx.expectations.ExpectColumnValuesToBeUnique(column="email"),
-    ], "new_debtors")
+    code_shape = (
+        "^" + re.escape(user_debtor.new_account_prefix) + "[0-9]{" + str(user_debtor.account_number_width) + "}$"
+    )
+    verdict = validate_frame(
+        frame,
+        [
+            gx.expectations.ExpectColumnValuesToMatchRegex(column="dr_cust_code", regex=code_shape),
+            gx.expectations.ExpectColumnValuesToBeUnique(column="dr_cust_code"),
+            gx.expectations.ExpectColumnValuesToMatchRegex(column="email", regex=EMAIL_PATTERN),
+            gx.expectations.ExpectColumnValuesToBeUnique(column="email"),
+        ],
+        "new_debtors",
+    )
     # A code already in the ERP is a collision unless it is our own debtor from a run cut short between the
     # ERP write and the web write: then it carries the planned user's email.
     collisions: list[str] = []
@@ -74,74 +114,118 @@ def new_debtors_are_sound(erp: ErpDatabase, web: WebDatabase, settings: SyncSett
     summary = verdict.summary() if not verdict.passed else "codes and emails are sound"
     if collisions:
         summary += f"; {len(collisions)} planned codes already exist in the ERP: {', '.join(collisions[:10])}"
-    return _verdict(passed, summary, rows=verdict.rows, collisions=len(collisions),
-                    failing=dg.MetadataValue.md(verdict.markdown()))
+    return _verdict(
+        passed, summary, rows=verdict.rows, collisions=len(collisions), failing=dg.MetadataValue.md(verdict.markdown())
+    )
 
 
-@dg.asset_check(asset=users_to_create, blocking=True,
-                description="U2: new users' emails are well formed, unique, and not already a login on the web.")
+@dg.asset_check(
+    asset=new_users_vetted,
+    blocking=True,
+    description="U2: new users' emails are well formed, unique, and not already a login on the web.",
+)
 def new_users_are_sound(web: WebDatabase) -> dg.AssetCheckResult:
     with web.engine.connect() as conn:
         frame = pd.read_sql(
-            sa.text("SELECT p.dr_cust_code, lower(p.email_address) AS email,"
-                    " EXISTS (SELECT 1 FROM web.app_user u WHERE lower(u.email_address) = lower(p.email_address))"
-                    "   AS login_taken"
-                    " FROM userdebtor.plan_user_create p WHERE p.action = 'create'"),
+            sa.text(
+                "SELECT p.dr_cust_code, lower(p.email_address) AS email,"
+                " EXISTS (SELECT 1 FROM web.app_user u WHERE lower(u.email_address) = lower(p.email_address))"
+                "   AS login_taken"
+                " FROM userdebtor.plan_user_create p WHERE p.action = 'create'"
+            ),
             conn,
         )
-    verdict = validate_frame(frame, [
-        gx.expectations.ExpectColumnValuesToMatchRegex(column="email", regex=EMAIL_PATTERN),
-        gx.expectations.ExpectColumnValuesToBeUnique(column="email"),
-        gx.expectations.ExpectColumnValuesToBeInSet(column="login_taken", value_set=[False]),
-    ], "new_users")
-    return _verdict(verdict.passed, verdict.summary(), rows=verdict.rows,
-                    failing=dg.MetadataValue.md(verdict.markdown()))
+    verdict = validate_frame(
+        frame,
+        [
+            gx.expectations.ExpectColumnValuesToMatchRegex(column="email", regex=EMAIL_PATTERN),
+            gx.expectations.ExpectColumnValuesToBeUnique(column="email"),
+            gx.expectations.ExpectColumnValuesToBeInSet(column="login_taken", value_set=[False]),
+        ],
+        "new_users",
+    )
+    return _verdict(
+        verdict.passed, verdict.summary(), rows=verdict.rows, failing=dg.MetadataValue.md(verdict.markdown())
+    )
 
 
-@dg.asset_check(asset=user_debtor_plan, blocking=True,
-                description="No user would be linked to two debtors, and no debtor to two users.")
+@dg.asset_check(
+    asset=user_debtor_plan,
+    blocking=True,
+    description="No user would be linked to two debtors, and no debtor to two users.",
+)
 def no_user_linked_twice(web: WebDatabase) -> dg.AssetCheckResult:
     with web.engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            "WITH planned AS ("
-            "  SELECT user_id, dr_cust_code FROM userdebtor.user_debtor_link"
-            "  UNION ALL SELECT user_id, dr_cust_code FROM userdebtor.plan_debtor_create"
-            "  UNION ALL SELECT user_id, dr_cust_code FROM userdebtor.plan_user_create WHERE user_id IS NOT NULL)"
-            " SELECT 'user' AS side, user_id::text AS id, count(DISTINCT dr_cust_code) AS links FROM planned"
-            "  GROUP BY user_id HAVING count(DISTINCT dr_cust_code) > 1"
-            " UNION ALL SELECT 'debtor', dr_cust_code, count(DISTINCT user_id) FROM planned"
-            "  GROUP BY dr_cust_code HAVING count(DISTINCT user_id) > 1 LIMIT 50"
-        )).mappings().all()
-    return _verdict(not rows, f"{len(rows)} users or debtors would have two links" if rows else "every link is one-to-one",
-                    failing=dg.MetadataValue.md(markdown_table([dict(r) for r in rows])))
+        rows = (
+            conn.execute(
+                sa.text(
+                    "WITH planned AS ("
+                    "  SELECT user_id, dr_cust_code FROM userdebtor.user_debtor_link"
+                    "  UNION ALL SELECT user_id, dr_cust_code FROM userdebtor.plan_debtor_create"
+                    "  UNION ALL SELECT user_id, dr_cust_code FROM userdebtor.plan_user_create"
+                    "  WHERE user_id IS NOT NULL)"
+                    " SELECT 'user' AS side, user_id::text AS id, count(DISTINCT dr_cust_code) AS links FROM planned"
+                    "  GROUP BY user_id HAVING count(DISTINCT dr_cust_code) > 1"
+                    " UNION ALL SELECT 'debtor', dr_cust_code, count(DISTINCT user_id) FROM planned"
+                    "  GROUP BY dr_cust_code HAVING count(DISTINCT user_id) > 1 LIMIT 50"
+                )
+            )
+            .mappings()
+            .all()
+        )
+    return _verdict(
+        not rows,
+        f"{len(rows)} users or debtors would have two links" if rows else "every link is one-to-one",
+        failing=dg.MetadataValue.md(markdown_table([dict(r) for r in rows])),
+    )
 
 
-@dg.asset_check(asset=user_debtor_plan, blocking=True,
-                description="U7: a plan that changes, deactivates or unlinks more than max_change_fraction of the "
-                            "linked pairs writes nothing until a person decides.")
+@dg.asset_check(
+    asset=user_debtor_plan,
+    blocking=True,
+    description="U7: a plan that changes, deactivates or unlinks more than max_change_fraction of the "
+    "linked pairs writes nothing until a person decides.",
+)
 def change_fraction_guard(web: WebDatabase, settings: SyncSettings, run_options: RunOptions) -> dg.AssetCheckResult:
     safety = settings.get().safety
     with web.engine.connect() as conn:
-        linked, touched = conn.execute(sa.text(
-            "SELECT (SELECT count(*) FROM userdebtor.user_debtor_link WHERE state = 'active'),"
-            " (SELECT count(*) FROM (SELECT link_id FROM userdebtor.plan_field_change"
-            "    WHERE direction IN ('to_erp', 'to_web')"
-            "  UNION SELECT link_id FROM userdebtor.plan_link_exit WHERE action IN ('deleted', 'out_of_scope')) t)"
-        )).one()
+        linked, touched = conn.execute(
+            sa.text(
+                "SELECT (SELECT count(*) FROM userdebtor.user_debtor_link WHERE state = 'active'),"
+                " (SELECT count(*) FROM (SELECT link_id FROM userdebtor.plan_field_change"
+                "    WHERE direction IN ('to_erp', 'to_web')"
+                "  UNION SELECT link_id FROM userdebtor.plan_link_exit WHERE action IN ('deleted', 'out_of_scope')) t)"
+            )
+        ).one()
     fraction = (touched / linked) if linked else 0.0
     guarded = linked >= safety.guard_min_linked_pairs and fraction > safety.max_change_fraction
     passed = not guarded or run_options.lift_change_guard
     if guarded and run_options.lift_change_guard:
         summary = f"{touched} of {linked} linked pairs change ({fraction:.1%}); the guard was lifted for this run"
     elif guarded:
-        summary = (f"{touched} of {linked} linked pairs would change, deactivate or unlink ({fraction:.1%}), more "
-                   f"than safety.max_change_fraction {safety.max_change_fraction:.0%}: nothing of the user/debtor "
-                   "sync was written. Check the data, then run `userdebtor sync --allow-large-change` if it is right.")
+        summary = (
+            f"{touched} of {linked} linked pairs would change, deactivate or unlink ({fraction:.1%}), more "
+            f"than safety.max_change_fraction {safety.max_change_fraction:.0%}: nothing of the user/debtor "
+            "sync was written. Check the data, then run `userdebtor sync --allow-large-change` if it is right."
+        )
     else:
         summary = f"{touched} of {linked} linked pairs change ({fraction:.1%}), within the limit"
-    return _verdict(passed, summary, linked_pairs=int(linked), pairs_changing=int(touched),
-                    fraction=round(fraction, 4), limit=safety.max_change_fraction)
+    return _verdict(
+        passed,
+        summary,
+        linked_pairs=int(linked),
+        pairs_changing=int(touched),
+        fraction=round(fraction, 4),
+        limit=safety.max_change_fraction,
+    )
 
 
-asset_checks = [template_customer_exists, new_debtors_are_sound, new_users_are_sound, no_user_linked_twice,
-                change_fraction_guard]
+asset_checks = [
+    template_customer_exists,
+    new_debtors_are_sound,
+    new_users_are_sound,
+    no_user_linked_twice,
+    change_fraction_guard,
+]
+
+assets = [new_debtors_vetted, new_users_vetted]

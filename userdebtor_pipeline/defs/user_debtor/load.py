@@ -5,7 +5,6 @@ rerun completes: U1 reserves the code before the ERP insert (ON CONFLICT DO NOTH
 U4 writes the ERP first and the bases last, and a base that missed its write is caught up as 'changed alike'.
 """
 
-
 import dagster as dg
 import sqlalchemy as sa
 from psycopg import sql
@@ -16,6 +15,7 @@ from userdebtor_pipeline.defs.extract.assets import DEBTORS, scope_flags
 from userdebtor_pipeline.defs.extract.staging import copy_into_temp, stage
 from userdebtor_pipeline.defs.problems import record_set_aside
 from userdebtor_pipeline.defs.resources import ErpDatabase, RunOptions, SyncSettings, WebDatabase
+from userdebtor_pipeline.defs.user_debtor.checks import new_debtors_vetted, new_users_vetted
 from userdebtor_pipeline.defs.user_debtor.plan import (
     debtors_to_create,
     field_changes,
@@ -30,14 +30,51 @@ from userdebtor_pipeline.paths import read_sql
 GROUP = "load"
 USER_CHUNK = 2_000  # users created per transaction: their links, tokens and welcome emails commit together
 _NEW_DEBTOR_COLUMNS = (
-    "dr_cust_code", "dr_cust_name", "dr_cust_type", "dr_email", "dr_phone", "dr_addr_1", "dr_addr_2", "dr_addr_3",
-    "dr_addr_4", "dr_addr_5", "dr_addr_6", "dr_postcode", "dr_abn", "dr_industry_code", "dr_price_code",
-    "dr_tax_code", "dr_territory", "dr_credit_limit", "dr_account_status",
+    "dr_cust_code",
+    "dr_cust_name",
+    "dr_cust_type",
+    "dr_email",
+    "dr_phone",
+    "dr_addr_1",
+    "dr_addr_2",
+    "dr_addr_3",
+    "dr_addr_4",
+    "dr_addr_5",
+    "dr_addr_6",
+    "dr_postcode",
+    "dr_abn",
+    "dr_industry_code",
+    "dr_price_code",
+    "dr_tax_code",
+    "dr_territory",
+    "dr_credit_limit",
+    "dr_account_status",
 )
 _CHANGE_COLUMNS = (
-    "dr_cust_code", "set_email", "dr_email", "set_name", "dr_cust_name", "set_addr_1", "dr_addr_1", "set_addr_2",
-    "dr_addr_2", "set_addr_3", "dr_addr_3", "set_addr_4", "dr_addr_4", "set_addr_5", "dr_addr_5", "set_addr_6",
-    "dr_addr_6", "set_phone", "dr_phone", "set_postcode", "dr_postcode", "set_abn", "dr_abn", "set_industry_code",
+    "dr_cust_code",
+    "set_email",
+    "dr_email",
+    "set_name",
+    "dr_cust_name",
+    "set_addr_1",
+    "dr_addr_1",
+    "set_addr_2",
+    "dr_addr_2",
+    "set_addr_3",
+    "dr_addr_3",
+    "set_addr_4",
+    "dr_addr_4",
+    "set_addr_5",
+    "dr_addr_5",
+    "set_addr_6",
+    "dr_addr_6",
+    "set_phone",
+    "dr_phone",
+    "set_postcode",
+    "dr_postcode",
+    "set_abn",
+    "dr_abn",
+    "set_industry_code",
     "dr_industry_code",
 )
 
@@ -48,27 +85,43 @@ def _skipped(reason: str) -> dg.MaterializeResult:
 
 def _template_values(erp: ErpDatabase, template: str) -> dict[str, object]:
     with erp.engine.connect() as conn:
-        row = conn.execute(
-            sa.text("SELECT * FROM erp.deb_master WHERE dr_cust_code = :t"), {"t": template}
-        ).mappings().one_or_none()
+        row = (
+            conn.execute(sa.text("SELECT * FROM erp.deb_master WHERE dr_cust_code = :t"), {"t": template})
+            .mappings()
+            .one_or_none()
+        )
     if row is None:  # the blocking check template_customer_exists stops the run before this
         raise RuntimeError(f"template customer {template} is missing from erp.deb_master")
     return {f"t_{c}": row[c] for c in DEB_MASTER_COLUMNS}
 
 
-@dg.asset(group_name=GROUP, deps=[debtors_to_create, user_debtor_plan],
-          description="U1: new ERP debtors written (copied from the template) and linked to their web users.")
-def erp_debtors_created(context: dg.AssetExecutionContext, erp: ErpDatabase, web: WebDatabase,
-                        settings: SyncSettings, run_options: RunOptions) -> dg.MaterializeResult:
+@dg.asset(
+    group_name=GROUP,
+    deps=[new_debtors_vetted, user_debtor_plan],
+    description="U1: new ERP debtors written (copied from the template) and linked to their web users.",
+)
+def erp_debtors_created(
+    context: dg.AssetExecutionContext,
+    erp: ErpDatabase,
+    web: WebDatabase,
+    settings: SyncSettings,
+    run_options: RunOptions,
+) -> dg.MaterializeResult:
     watch = Stopwatch()
     config = settings.get()
     if run_options.dry_run or not config.user_debtor.enabled:
         return _skipped("dry run" if run_options.dry_run else "user_debtor.enabled is false")
     params = {"creation_fields": list(config.user_debtor.creation_fields)}
     with web.engine.connect() as conn:
-        creating = conn.execute(sa.text("SELECT count(*) FROM userdebtor.plan_debtor_create WHERE action = 'create'")).scalar()
-    if creating:
-        params.update(_template_values(erp, config.user_debtor.template_customer))
+        creating = conn.execute(
+            sa.text("SELECT count(*) FROM userdebtor.plan_debtor_create WHERE action = 'create'")
+        ).scalar()
+    # With nothing to create the template is not read (nor needed): its values bind as nulls.
+    params.update(
+        _template_values(erp, config.user_debtor.template_customer)
+        if creating
+        else {f"t_{c}": None for c in DEB_MASTER_COLUMNS}
+    )
     with web.engine.begin() as conn:
         inserted = 0
         run_sql(conn, "user_debtor/new_debtor_rows.sql", params)
@@ -76,33 +129,52 @@ def erp_debtors_created(context: dg.AssetExecutionContext, erp: ErpDatabase, web
             # The ERP insert commits on its own; the reservation makes a rerun write the same codes again.
             with erp.engine.begin() as erp_conn:
                 erp_conn.exec_driver_sql(
-                    "CREATE TEMP TABLE _incoming_debtor ON COMMIT DROP AS "
-                    "SELECT * FROM erp.deb_master WITH NO DATA"
+                    "CREATE TEMP TABLE _incoming_debtor ON COMMIT DROP AS SELECT * FROM erp.deb_master WITH NO DATA"
                 )
-                copy_into_temp(conn, sql.SQL("SELECT {} FROM _new_debtor").format(
-                    sql.SQL(", ").join(map(sql.Identifier, _NEW_DEBTOR_COLUMNS))), erp_conn, "_incoming_debtor",
-                    _NEW_DEBTOR_COLUMNS)
+                copy_into_temp(
+                    conn,
+                    sql.SQL("SELECT {} FROM _new_debtor").format(
+                        sql.SQL(", ").join(map(sql.Identifier, _NEW_DEBTOR_COLUMNS))
+                    ),
+                    erp_conn,
+                    "_incoming_debtor",
+                    _NEW_DEBTOR_COLUMNS,
+                )
                 inserted = erp_conn.execute(sa.text(read_sql("user_debtor/insert_erp_debtors.sql"))).rowcount
             # Read the ERP's rows back so the web mirrors exactly what the ERP holds.
-            stage(DEBTORS, source=erp.engine, web=conn, full=False, before_merge=scope_flags(settings),
-                  detect_deletes=False)
+            stage(
+                DEBTORS,
+                source=erp.engine,
+                web=conn,
+                full=False,
+                before_merge=scope_flags(settings),
+                detect_deletes=False,
+            )
         counts = run_sql(conn, "user_debtor/complete_debtor_creation.sql")
         linked = conn.execute(sa.text("SELECT count(*) FROM _new_link")).scalar()
         codes = list(conn.execute(sa.text("SELECT dr_cust_code FROM _new_link")).scalars())
         mirror_customers(conn, codes, config.instant_accounts.cash_account_code)
         run_sql(conn, "user_debtor/create_links.sql")
         reported = record_set_aside(conn, config, context.run_id)
-        preview = markdown_table([dict(r) for r in conn.execute(sa.text(
-            "SELECT user_id, dr_cust_code, origin FROM _new_link ORDER BY user_id LIMIT 20")).mappings()])
-    return dg.MaterializeResult(metadata={
-        "debtors_inserted_in_erp": inserted,
-        "debtors_created": int(counts.get("reservations_completed", 0)),
-        "pairs_linked": int(linked),
-        "code_collisions": int(counts.get("collisions_released", 0)),
-        **reported,
-        "sample": dg.MetadataValue.md(preview),
-        "seconds": watch.seconds,
-    })
+        preview = markdown_table(
+            [
+                dict(r)
+                for r in conn.execute(
+                    sa.text("SELECT user_id, dr_cust_code, origin FROM _new_link ORDER BY user_id LIMIT 20")
+                ).mappings()
+            ]
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "debtors_inserted_in_erp": inserted,
+            "debtors_created": int(counts.get("reservations_completed", 0)),
+            "pairs_linked": int(linked),
+            "code_collisions": int(counts.get("collisions_released", 0)),
+            **reported,
+            "sample": dg.MetadataValue.md(preview),
+            "seconds": watch.seconds,
+        }
+    )
 
 
 def _welcome_emails(conn: sa.Connection, config, created: list[sa.Row]) -> int:
@@ -115,9 +187,13 @@ def _welcome_emails(conn: sa.Connection, config, created: list[sa.Row]) -> int:
             conn,
             template="user_debtor_new_user",
             to_address=user.email_address,
-            context={"link": token_link(config.email.site_url, "set_password", token), "name": user.name,
-                     "email_address": user.email_address, "account_code": user.dr_cust_code,
-                     "expires_hours": config.instant_accounts.token_ttl_hours},
+            context={
+                "link": token_link(config.email.site_url, "set_password", token),
+                "name": user.name,
+                "email_address": user.email_address,
+                "account_code": user.dr_cust_code,
+                "expires_hours": config.instant_accounts.token_ttl_hours,
+            },
             dedupe_key=f"new_user:{user.user_id}",
             templates_dir=config.email.templates_dir,
             status="held" if pending else "queued",
@@ -127,19 +203,27 @@ def _welcome_emails(conn: sa.Connection, config, created: list[sa.Row]) -> int:
     return queued
 
 
-@dg.asset(group_name=GROUP, deps=[users_to_create, user_debtor_plan],
-          description="U2/U3: web users created for new ERP debtors (or linked), each with a welcome email.")
-def web_users_created(context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings,
-                      run_options: RunOptions) -> dg.MaterializeResult:
+@dg.asset(
+    group_name=GROUP,
+    deps=[new_users_vetted, user_debtor_plan],
+    description="U2/U3: web users created for new ERP debtors (or linked), each with a welcome email.",
+)
+def web_users_created(
+    context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings, run_options: RunOptions
+) -> dg.MaterializeResult:
     watch = Stopwatch()
     config = settings.get()
     if run_options.dry_run or not config.user_debtor.enabled:
         return _skipped("dry run" if run_options.dry_run else "user_debtor.enabled is false")
     with web.engine.connect() as conn:
-        codes = list(conn.execute(sa.text("SELECT dr_cust_code FROM userdebtor.plan_user_create ORDER BY dr_cust_code")).scalars())
+        codes = list(
+            conn.execute(
+                sa.text("SELECT dr_cust_code FROM userdebtor.plan_user_create ORDER BY dr_cust_code")
+            ).scalars()
+        )
     created = linked = emails = 0
     for start in range(0, len(codes), USER_CHUNK):
-        chunk = codes[start:start + USER_CHUNK]
+        chunk = codes[start : start + USER_CHUNK]
         with web.engine.begin() as conn:
             conn.exec_driver_sql("CREATE TEMP TABLE _user_chunk (dr_cust_code text PRIMARY KEY) ON COMMIT DROP")
             conn.execute(sa.text("INSERT INTO _user_chunk SELECT unnest(CAST(:codes AS text[]))"), {"codes": chunk})
@@ -152,16 +236,29 @@ def web_users_created(context: dg.AssetExecutionContext, web: WebDatabase, setti
             created += len(new_users)
     with web.engine.begin() as conn:
         reported = record_set_aside(conn, config, context.run_id)
-    return dg.MaterializeResult(metadata={
-        "users_created": created, "pairs_linked": linked, "welcome_emails_queued": emails, **reported,
-        "seconds": watch.seconds,
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "users_created": created,
+            "pairs_linked": linked,
+            "welcome_emails_queued": emails,
+            **reported,
+            "seconds": watch.seconds,
+        }
+    )
 
 
-@dg.asset(group_name=GROUP, deps=[field_changes, user_debtor_plan],
-          description="U4/U5: field changes written each way, bases moved, conflicts recorded and warned about.")
-def field_changes_applied(context: dg.AssetExecutionContext, erp: ErpDatabase, web: WebDatabase,
-                          settings: SyncSettings, run_options: RunOptions) -> dg.MaterializeResult:
+@dg.asset(
+    group_name=GROUP,
+    deps=[field_changes, user_debtor_plan],
+    description="U4/U5: field changes written each way, bases moved, conflicts recorded and warned about.",
+)
+def field_changes_applied(
+    context: dg.AssetExecutionContext,
+    erp: ErpDatabase,
+    web: WebDatabase,
+    settings: SyncSettings,
+    run_options: RunOptions,
+) -> dg.MaterializeResult:
     watch = Stopwatch()
     config = settings.get()
     if run_options.dry_run or not config.user_debtor.enabled:
@@ -175,27 +272,41 @@ def field_changes_applied(context: dg.AssetExecutionContext, erp: ErpDatabase, w
             " set_addr_6 bool, dr_addr_6 text, set_phone bool, dr_phone text, set_postcode bool, dr_postcode text,"
             " set_abn bool, dr_abn text, set_industry_code bool, dr_industry_code text) ON COMMIT DROP"
         )
-        copy_into_temp(conn, sql.SQL(read_sql("user_debtor/field_changes_to_erp.sql").split("\n", 1)[1]),
-                       erp_conn, "_debtor_change", _CHANGE_COLUMNS)
+        copy_into_temp(
+            conn,
+            sql.SQL(read_sql("user_debtor/field_changes_to_erp.sql").split("\n", 1)[1]),
+            erp_conn,
+            "_debtor_change",
+            _CHANGE_COLUMNS,
+        )
         to_erp = erp_conn.execute(sa.text(read_sql("user_debtor/apply_field_changes_erp.sql"))).rowcount
     with web.engine.begin() as conn:
-        counts = run_sql(conn, "user_debtor/apply_field_changes_web.sql",
-                         {"policy": config.user_debtor.conflict_policy, "run_id": context.run_id})
+        counts = run_sql(
+            conn,
+            "user_debtor/apply_field_changes_web.sql",
+            {"policy": config.user_debtor.conflict_policy, "run_id": context.run_id},
+        )
         reported = record_set_aside(conn, config, context.run_id)
-    return dg.MaterializeResult(metadata={
-        "debtors_updated_in_erp": to_erp,
-        "users_updated_on_web": int(counts["users"]),
-        "links_rebased": int(counts["bases"]),
-        "conflicts_recorded": int(counts["conflicts_recorded"]),
-        **reported,
-        "seconds": watch.seconds,
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "debtors_updated_in_erp": to_erp,
+            "users_updated_on_web": int(counts["users"]),
+            "links_rebased": int(counts["bases"]),
+            "conflicts_recorded": int(counts["conflicts_recorded"]),
+            **reported,
+            "seconds": watch.seconds,
+        }
+    )
 
 
-@dg.asset(group_name=GROUP, deps=[link_exits, user_debtor_plan],
-          description="U6: links of deleted debtors ended (users deactivated), out-of-scope links suspended.")
-def link_exits_applied(context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings,
-                       run_options: RunOptions) -> dg.MaterializeResult:
+@dg.asset(
+    group_name=GROUP,
+    deps=[link_exits, user_debtor_plan],
+    description="U6: links of deleted debtors ended (users deactivated), out-of-scope links suspended.",
+)
+def link_exits_applied(
+    context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings, run_options: RunOptions
+) -> dg.MaterializeResult:
     watch = Stopwatch()
     config = settings.get()
     if run_options.dry_run or not config.user_debtor.enabled:
@@ -203,18 +314,27 @@ def link_exits_applied(context: dg.AssetExecutionContext, web: WebDatabase, sett
     with web.engine.begin() as conn:
         counts = run_sql(conn, "user_debtor/apply_link_exits.sql")
         reported = record_set_aside(conn, config, context.run_id)
-    return dg.MaterializeResult(metadata={**{k: int(v) for k, v in counts.items()}, **reported,
-                                          "seconds": watch.seconds})
+    return dg.MaterializeResult(
+        metadata={**{k: int(v) for k, v in counts.items()}, **reported, "seconds": watch.seconds}
+    )
 
 
-@dg.asset(group_name=GROUP, deps=[debtors_to_create, users_to_create, field_changes, link_exits],
-          description="Records set aside by the plan, with their reasons, reported (and warned about where the "
-                      "rules say) even when a check held the loads back.")
-def records_set_aside(context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings,
-                      run_options: RunOptions) -> dg.MaterializeResult:
+@dg.asset(
+    group_name=GROUP,
+    deps=[debtors_to_create, users_to_create, field_changes, link_exits],
+    description="Records set aside by the plan, with their reasons, reported (and warned about where the "
+    "rules say) even when a check held the loads back.",
+)
+def records_set_aside(
+    context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings, run_options: RunOptions
+) -> dg.MaterializeResult:
     with web.engine.begin() as conn:
-        by_kind = {k: int(v) for k, v in conn.execute(sa.text(
-            "SELECT rule || ' ' || kind, count(*) FROM userdebtor.plan_set_aside GROUP BY 1 ORDER BY 1")).all()}
+        by_kind = {
+            k: int(v)
+            for k, v in conn.execute(
+                sa.text("SELECT rule || ' ' || kind, count(*) FROM userdebtor.plan_set_aside GROUP BY 1 ORDER BY 1")
+            ).all()
+        }
         reported = {} if run_options.dry_run else record_set_aside(conn, settings.get(), context.run_id)
     return dg.MaterializeResult(metadata={**{k: dg.MetadataValue.int(v) for k, v in by_kind.items()}, **reported})
 

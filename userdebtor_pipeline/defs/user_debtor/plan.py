@@ -4,7 +4,6 @@ Each plan is a table in schema `userdebtor` that a person can read in the UI (co
 and that the loads and tests query.
 """
 
-
 from typing import Any
 
 import dagster as dg
@@ -37,8 +36,15 @@ def plan_parameters(config: Settings, run_id: str, since: int, dry_run: bool) ->
     }
 
 
-def _plan(context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings, run_options: RunOptions,
-          sql_file: str, count_sql: str, sample_sql: str) -> dg.MaterializeResult:
+def _plan(
+    context: dg.AssetExecutionContext,
+    web: WebDatabase,
+    settings: SyncSettings,
+    run_options: RunOptions,
+    sql_file: str,
+    count_sql: str,
+    sample_sql: str,
+) -> dg.MaterializeResult:
     watch = Stopwatch()
     config = settings.get()
     with web.engine.begin() as conn:
@@ -47,72 +53,123 @@ def _plan(context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSet
             run_sql(conn, sql_file, plan_parameters(config, context.run_id, window.since, run_options.dry_run))
         counts = {f"{k}": int(v) for k, v in conn.execute(sa.text(count_sql)).all()}
         preview = sample(conn, sample_sql)
-    return dg.MaterializeResult(metadata={
-        **{k: dg.MetadataValue.int(v) for k, v in counts.items()},
-        "enabled": config.user_debtor.enabled,
-        "since_seq": window.since,
-        "sample": dg.MetadataValue.md(preview),
-        "seconds": watch.seconds,
-    })
+    return dg.MaterializeResult(
+        metadata={
+            **{k: dg.MetadataValue.int(v) for k, v in counts.items()},
+            "enabled": config.user_debtor.enabled,
+            "since_seq": window.since,
+            "sample": dg.MetadataValue.md(preview),
+            "seconds": watch.seconds,
+        }
+    )
 
 
-@dg.asset(group_name=GROUP, deps=[change_window_asset],
-          description="U1: web users of the configured roles that get a new ERP debtor (code reserved) or a matching one.")
-def debtors_to_create(context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings,
-                      run_options: RunOptions) -> dg.MaterializeResult:
-    return _plan(context, web, settings, run_options, "user_debtor/plan_debtors_to_create.sql",
-                 "SELECT action, count(*) FROM userdebtor.plan_debtor_create GROUP BY action",
-                 "SELECT user_id, action, dr_cust_code FROM userdebtor.plan_debtor_create ORDER BY user_id")
+@dg.asset(
+    group_name=GROUP,
+    deps=[change_window_asset],
+    description="U1: web users of the configured roles that get a new ERP debtor (code reserved) or a matching one.",
+)
+def debtors_to_create(
+    context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings, run_options: RunOptions
+) -> dg.MaterializeResult:
+    return _plan(
+        context,
+        web,
+        settings,
+        run_options,
+        "user_debtor/plan_debtors_to_create.sql",
+        "SELECT action, count(*) FROM userdebtor.plan_debtor_create GROUP BY action",
+        "SELECT user_id, action, dr_cust_code FROM userdebtor.plan_debtor_create ORDER BY user_id",
+    )
 
 
-@dg.asset(group_name=GROUP, deps=[debtors_to_create],
-          description="U2/U3: in-scope ERP debtors that get a web user (with a welcome email) or are linked to one.")
-def users_to_create(context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings,
-                    run_options: RunOptions) -> dg.MaterializeResult:
-    return _plan(context, web, settings, run_options, "user_debtor/plan_users_to_create.sql",
-                 "SELECT action, count(*) FROM userdebtor.plan_user_create GROUP BY action",
-                 "SELECT dr_cust_code, action, user_id, pending_approval FROM userdebtor.plan_user_create"
-                 " ORDER BY dr_cust_code")
+@dg.asset(
+    group_name=GROUP,
+    deps=[debtors_to_create],
+    description="U2/U3: in-scope ERP debtors that get a web user (with a welcome email) or are linked to one.",
+)
+def users_to_create(
+    context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings, run_options: RunOptions
+) -> dg.MaterializeResult:
+    return _plan(
+        context,
+        web,
+        settings,
+        run_options,
+        "user_debtor/plan_users_to_create.sql",
+        "SELECT action, count(*) FROM userdebtor.plan_user_create GROUP BY action",
+        "SELECT dr_cust_code, action, user_id, pending_approval FROM userdebtor.plan_user_create ORDER BY dr_cust_code",
+    )
 
 
-@dg.asset(group_name=GROUP, deps=[change_window_asset],
-          description="U4/U5: field changes each way for linked pairs, conflicts with base / web / ERP values.")
-def field_changes(context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings,
-                  run_options: RunOptions) -> dg.MaterializeResult:
-    return _plan(context, web, settings, run_options, "user_debtor/plan_field_changes.sql",
-                 "SELECT direction || CASE WHEN is_conflict THEN '_conflict' ELSE '' END, count(*)"
-                 " FROM userdebtor.plan_field_change GROUP BY 1",
-                 "SELECT link_id, dr_cust_code, field, direction, is_conflict, base_value, web_value, erp_value"
-                 " FROM userdebtor.plan_field_change ORDER BY is_conflict DESC, link_id, field")
+@dg.asset(
+    group_name=GROUP,
+    deps=[change_window_asset],
+    description="U4/U5: field changes each way for linked pairs, conflicts with base / web / ERP values.",
+)
+def field_changes(
+    context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings, run_options: RunOptions
+) -> dg.MaterializeResult:
+    return _plan(
+        context,
+        web,
+        settings,
+        run_options,
+        "user_debtor/plan_field_changes.sql",
+        "SELECT direction || CASE WHEN is_conflict THEN '_conflict' ELSE '' END, count(*)"
+        " FROM userdebtor.plan_field_change GROUP BY 1",
+        "SELECT link_id, dr_cust_code, field, direction, is_conflict, base_value, web_value, erp_value"
+        " FROM userdebtor.plan_field_change ORDER BY is_conflict DESC, link_id, field",
+    )
 
 
-@dg.asset(group_name=GROUP, deps=[change_window_asset],
-          description="U6: linked debtors deleted in the ERP or out of the filter's scope (and back in).")
-def link_exits(context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings,
-               run_options: RunOptions) -> dg.MaterializeResult:
-    return _plan(context, web, settings, run_options, "user_debtor/plan_link_exits.sql",
-                 "SELECT action, count(*) FROM userdebtor.plan_link_exit GROUP BY action",
-                 "SELECT link_id, user_id, dr_cust_code, action, deactivate_user FROM userdebtor.plan_link_exit"
-                 " ORDER BY link_id")
+@dg.asset(
+    group_name=GROUP,
+    deps=[change_window_asset],
+    description="U6: linked debtors deleted in the ERP or out of the filter's scope (and back in).",
+)
+def link_exits(
+    context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings, run_options: RunOptions
+) -> dg.MaterializeResult:
+    return _plan(
+        context,
+        web,
+        settings,
+        run_options,
+        "user_debtor/plan_link_exits.sql",
+        "SELECT action, count(*) FROM userdebtor.plan_link_exit GROUP BY action",
+        "SELECT link_id, user_id, dr_cust_code, action, deactivate_user FROM userdebtor.plan_link_exit"
+        " ORDER BY link_id",
+    )
 
 
-@dg.asset(group_name=GROUP, deps=[debtors_to_create, users_to_create, field_changes, link_exits],
-          description="The whole user/debtor plan in one view: what each load would do and what was set aside.")
+@dg.asset(
+    group_name=GROUP,
+    deps=[debtors_to_create, users_to_create, field_changes, link_exits],
+    description="The whole user/debtor plan in one view: what each load would do and what was set aside.",
+)
 def user_debtor_plan(web: WebDatabase) -> dg.MaterializeResult:
     with web.engine.connect() as conn:
-        kinds = conn.execute(sa.text(
-            "SELECT 'debtor_' || action, count(*) FROM userdebtor.plan_debtor_create GROUP BY action"
-            " UNION ALL SELECT 'user_' || action, count(*) FROM userdebtor.plan_user_create GROUP BY action"
-            " UNION ALL SELECT 'fields_' || direction, count(*) FROM userdebtor.plan_field_change GROUP BY direction"
-            " UNION ALL SELECT 'conflicts', count(*) FROM userdebtor.plan_field_change WHERE is_conflict"
-            " UNION ALL SELECT 'link_' || action, count(*) FROM userdebtor.plan_link_exit GROUP BY action"
-            " UNION ALL SELECT 'set_aside_' || kind, count(*) FROM userdebtor.plan_set_aside GROUP BY kind"
-        )).all()
-        set_aside = sample(conn, "SELECT rule, kind, subject, detail FROM userdebtor.plan_set_aside ORDER BY rule, kind, subject")
-    return dg.MaterializeResult(metadata={
-        **{k: dg.MetadataValue.int(int(v)) for k, v in kinds},
-        "set_aside": dg.MetadataValue.md(set_aside),
-    })
+        kinds = conn.execute(
+            sa.text(
+                "SELECT 'debtor_' || action, count(*) FROM userdebtor.plan_debtor_create GROUP BY action"
+                " UNION ALL SELECT 'user_' || action, count(*) FROM userdebtor.plan_user_create GROUP BY action"
+                " UNION ALL SELECT 'fields_' || direction, count(*) FROM userdebtor.plan_field_change"
+                " GROUP BY direction"
+                " UNION ALL SELECT 'conflicts', count(*) FROM userdebtor.plan_field_change WHERE is_conflict"
+                " UNION ALL SELECT 'link_' || action, count(*) FROM userdebtor.plan_link_exit GROUP BY action"
+                " UNION ALL SELECT 'set_aside_' || kind, count(*) FROM userdebtor.plan_set_aside GROUP BY kind"
+            )
+        ).all()
+        set_aside = sample(
+            conn, "SELECT rule, kind, subject, detail FROM userdebtor.plan_set_aside ORDER BY rule, kind, subject"
+        )
+    return dg.MaterializeResult(
+        metadata={
+            **{k: dg.MetadataValue.int(int(v)) for k, v in kinds},
+            "set_aside": dg.MetadataValue.md(set_aside),
+        }
+    )
 
 
 assets = [debtors_to_create, users_to_create, field_changes, link_exits, user_debtor_plan]

@@ -1,0 +1,104 @@
+"""Helpers for end-to-end tests: a settings file, real rows in the contract's tables, and table digests."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import yaml
+from sqlalchemy.engine import Engine
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "userdebtor.example.yaml"
+
+
+def write_settings(path: Path, **sections: dict[str, Any]) -> Path:
+    """The example settings with some keys changed, e.g. write_settings(p, user_debtor={"conflict_policy": "hold"})."""
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data = copy.deepcopy(data)
+    for section, values in sections.items():
+        data.setdefault(section, {}).update(values)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def add_template(erp: Engine, code: str = "TEMPLATE") -> None:
+    with erp.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO erp.deb_master (dr_cust_code, dr_cust_name, dr_cust_type, dr_price_code, dr_tax_code,"
+                " dr_territory, dr_credit_limit, dr_addr_1, dr_abn)"
+                " VALUES (:c, 'Template', 'WEB_', 'WEB', 'GST', 'ONL', 500, 'Template street', '00000000000')"
+            ),
+            {"c": code},
+        )
+
+
+def add_debtor(
+    erp: Engine, code: str, email: str | None, name: str = "A Customer", cust_type: str = "WEB_", **columns: Any
+) -> None:
+    values = {"dr_cust_code": code, "dr_cust_name": name, "dr_cust_type": cust_type, "dr_email": email, **columns}
+    names = ", ".join(values)
+    binds = ", ".join(f":{k}" for k in values)
+    with erp.begin() as conn:
+        conn.execute(sa.text(f"INSERT INTO erp.deb_master ({names}) VALUES ({binds})"), values)  # noqa: S608
+
+
+def add_user(web: Engine, email: str, role: str = "B2C", default_code: str | None = None, **columns: Any) -> int:
+    values = {
+        "email_address": email,
+        "role": role,
+        "default_customer_code": default_code,
+        "status": "Active",
+        **columns,
+    }
+    names = ", ".join(values)
+    binds = ", ".join(f":{k}" for k in values)
+    with web.begin() as conn:
+        return conn.execute(
+            sa.text(f"INSERT INTO web.app_user ({names}) VALUES ({binds}) RETURNING user_id"),  # noqa: S608
+            values,
+        ).scalar_one()
+
+
+def one(engine: Engine, query: str, **params: Any) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(query), params).scalar()
+
+
+def rows(engine: Engine, query: str, **params: Any) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(sa.text(query), params).mappings()]
+
+
+def erp_change(erp: Engine, code: str, **columns: Any) -> None:
+    """An ERP edit: the ERP stamps dr_date_last_changed on every change of the row."""
+    sets = ", ".join(f"{k} = :{k}" for k in columns)
+    with erp.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"UPDATE erp.deb_master SET {sets}, dr_date_last_changed = clock_timestamp()"  # noqa: S608
+                " WHERE dr_cust_code = :code"
+            ),
+            {**columns, "code": code},
+        )
+
+
+def web_change(web: Engine, user_id: int, **columns: Any) -> None:
+    """A website edit: the website stamps updated_at on every change it makes."""
+    sets = ", ".join(f"{k} = :{k}" for k in columns)
+    with web.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"UPDATE web.app_user SET {sets}, updated_at = clock_timestamp()"  # noqa: S608
+                " WHERE user_id = :uid"
+            ),
+            {**columns, "uid": user_id},
+        )
+
+
+def digest(engine: Engine, query: str) -> str:
+    """md5 of a query's rows in order: two databases in the same state give the same digest."""
+    with engine.connect() as conn:
+        return conn.execute(sa.text(f"SELECT md5(coalesce(string_agg(t::text, '|'), '')) FROM ({query}) t")).scalar()  # noqa: S608
