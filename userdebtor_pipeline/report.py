@@ -64,7 +64,8 @@ def print_sync_report(outcome: SyncOutcome, web: Engine, settings: Settings, *, 
         ):
             continue
         for key, value in meta.items():
-            if isinstance(value, int) and not isinstance(value, bool) and key != "seconds":
+            # Only what happened: non-zero counts (a window's sequence numbers are not counts).
+            if isinstance(value, int) and not isinstance(value, bool) and value and not key.endswith("seq"):
                 rows.append((f"{asset}: {key.replace('_', ' ')}", value))
     with web.connect() as conn:
         set_aside = conn.execute(
