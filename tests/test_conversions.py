@@ -27,27 +27,44 @@ def convert(erp, seq: int, old: str, new: str, *, erp_keeps_new: bool = False) -
         if erp_keeps_new:  # a merge: the new account existed already
             conn.execute(sa.text("DELETE FROM erp.deb_master WHERE dr_cust_code = :o"), {"o": old})
         else:
-            conn.execute(sa.text("UPDATE erp.deb_master SET dr_cust_code = :n, dr_date_last_changed = clock_timestamp()"
-                                 " WHERE dr_cust_code = :o"), {"o": old, "n": new})
-        conn.execute(sa.text("INSERT INTO erp.deb_conversion (conversion_seq, old_cust_code, new_cust_code)"
-                             " VALUES (:s, :o, :n)"), {"s": seq, "o": old, "n": new})
+            conn.execute(
+                sa.text(
+                    "UPDATE erp.deb_master SET dr_cust_code = :n, dr_date_last_changed = clock_timestamp()"
+                    " WHERE dr_cust_code = :o"
+                ),
+                {"o": old, "n": new},
+            )
+        conn.execute(
+            sa.text(
+                "INSERT INTO erp.deb_conversion (conversion_seq, old_cust_code, new_cust_code) VALUES (:s, :o, :n)"
+            ),
+            {"s": seq, "o": old, "n": new},
+        )
 
 
 def web_account(web, user_id: int, code: str, products=("P1",)) -> None:
     with web.begin() as conn:
-        conn.execute(sa.text("INSERT INTO web.user_customer (user_id, customer_code) VALUES (:u, :c)"
-                             " ON CONFLICT DO NOTHING"), {"u": user_id, "c": code})
+        conn.execute(
+            sa.text("INSERT INTO web.user_customer (user_id, customer_code) VALUES (:u, :c) ON CONFLICT DO NOTHING"),
+            {"u": user_id, "c": code},
+        )
         for product in products:
-            conn.execute(sa.text("INSERT INTO web.favourite VALUES (:u, :c, :p) ON CONFLICT DO NOTHING"),
-                         {"u": user_id, "c": code, "p": product})
+            conn.execute(
+                sa.text("INSERT INTO web.favourite VALUES (:u, :c, :p) ON CONFLICT DO NOTHING"),
+                {"u": user_id, "c": code, "p": product},
+            )
 
 
 def codes_held(web, code: str) -> int:
-    return one(web, "SELECT (SELECT count(*) FROM web.customer WHERE customer_code = :c)"
-                    " + (SELECT count(*) FROM web.app_user WHERE default_customer_code = :c)"
-                    " + (SELECT count(*) FROM web.user_customer WHERE customer_code = :c)"
-                    " + (SELECT count(*) FROM web.favourite WHERE customer_code = :c)"
-                    " + (SELECT count(*) FROM userdebtor.user_debtor_link WHERE dr_cust_code = :c)", c=code)
+    return one(
+        web,
+        "SELECT (SELECT count(*) FROM web.customer WHERE customer_code = :c)"
+        " + (SELECT count(*) FROM web.app_user WHERE default_customer_code = :c)"
+        " + (SELECT count(*) FROM web.user_customer WHERE customer_code = :c)"
+        " + (SELECT count(*) FROM web.favourite WHERE customer_code = :c)"
+        " + (SELECT count(*) FROM userdebtor.user_debtor_link WHERE dr_cust_code = :c)",
+        c=code,
+    )
 
 
 def test_c1_c2_a_conversion_rewrites_every_web_table_and_is_neither_deleted_nor_new(dbs):
@@ -76,8 +93,11 @@ def test_c3_merge_keeps_links_and_favourites_of_both_without_duplicates(dbs):
     u1 = add_user(dbs.web, "one@mail.example", role="B2B", default_code="A1")
     u2 = add_user(dbs.web, "two@mail.example", role="B2B", default_code="B1")
     with dbs.web.begin() as conn:
-        conn.execute(sa.text("INSERT INTO web.customer (customer_code, name, status) VALUES ('A1','A','Active'),"
-                             " ('B1','B','Active')"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO web.customer (customer_code, name, status) VALUES ('A1','A','Active'), ('B1','B','Active')"
+            )
+        )
     web_account(dbs.web, u1, "A1", ("P1", "P2"))
     web_account(dbs.web, u1, "B1", ("P1",))  # u1 already acts for B1 too: no duplicate after the merge
     web_account(dbs.web, u2, "B1", ("P9",))
@@ -88,10 +108,16 @@ def test_c3_merge_keeps_links_and_favourites_of_both_without_duplicates(dbs):
     assert one(dbs.web, "SELECT outcome FROM web.customer_conversion WHERE conversion_seq = 10") == "merged"
     assert codes_held(dbs.web, "A1") == 0
     assert rows(dbs.web, "SELECT user_id, customer_code FROM web.user_customer ORDER BY 1, 2") == [
-        {"user_id": u1, "customer_code": "B1"}, {"user_id": u2, "customer_code": "B1"}]
-    assert rows(dbs.web, "SELECT user_id, product_code FROM web.favourite WHERE customer_code = 'B1' ORDER BY 1, 2") == [
-        {"user_id": u1, "product_code": "P1"}, {"user_id": u1, "product_code": "P2"},
-        {"user_id": u2, "product_code": "P9"}]
+        {"user_id": u1, "customer_code": "B1"},
+        {"user_id": u2, "customer_code": "B1"},
+    ]
+    assert rows(
+        dbs.web, "SELECT user_id, product_code FROM web.favourite WHERE customer_code = 'B1' ORDER BY 1, 2"
+    ) == [
+        {"user_id": u1, "product_code": "P1"},
+        {"user_id": u1, "product_code": "P2"},
+        {"user_id": u2, "product_code": "P9"},
+    ]
     assert one(dbs.web, "SELECT count(*) FROM web.customer WHERE customer_code IN ('A1', 'B1')") == 1
 
 
@@ -103,7 +129,9 @@ def test_c4_chain_in_one_run_ends_at_the_last_code(dbs):
     synced()
     assert one(dbs.web, "SELECT default_customer_code FROM web.app_user") == "CH_C"
     assert [r["outcome"] for r in rows(dbs.web, "SELECT outcome FROM web.customer_conversion ORDER BY 1")] == [
-        "converted", "converted"]
+        "converted",
+        "converted",
+    ]
 
 
 def test_c4_chain_across_two_runs(dbs):
@@ -123,18 +151,30 @@ def test_c4_cycle_and_repeated_code_fail_alone_and_later_rows_go_through(dbs):
     synced()
     convert(dbs.erp, 1, "CY_A", "CY_B")
     with dbs.erp.begin() as conn:  # rows a broken ERP export could carry
-        conn.execute(sa.text("INSERT INTO erp.deb_conversion (conversion_seq, old_cust_code, new_cust_code) VALUES"
-                             " (2, 'CY_B', 'CY_A'), (3, 'LATER', 'LATER')"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO erp.deb_conversion (conversion_seq, old_cust_code, new_cust_code) VALUES"
+                " (2, 'CY_B', 'CY_A'), (3, 'LATER', 'LATER')"
+            )
+        )
     convert(dbs.erp, 4, "LATER", "LATER2")
 
     synced(lift_change_guard=True)
 
     outcomes = {r["conversion_seq"]: r["outcome"] for r in rows(dbs.web, "SELECT * FROM web.customer_conversion")}
     assert outcomes == {1: "converted", 2: "failed", 3: "failed", 4: "converted"}
-    assert one(dbs.web, "SELECT default_customer_code FROM web.app_user WHERE email_address = 'cycle@mail.example'") \
+    assert (
+        one(dbs.web, "SELECT default_customer_code FROM web.app_user WHERE email_address = 'cycle@mail.example'")
         == "CY_B"
-    assert one(dbs.web, "SELECT count(*) FROM web.email_outbox WHERE template = 'user_debtor_warning'"
-                        " AND dedupe_key LIKE 'warning:conversion_failed:%'") == 2
+    )
+    assert (
+        one(
+            dbs.web,
+            "SELECT count(*) FROM web.email_outbox WHERE template = 'user_debtor_warning'"
+            " AND dedupe_key LIKE 'warning:conversion_failed:%'",
+        )
+        == 2
+    )
 
 
 def test_c4_old_code_not_on_the_web_is_skipped_with_a_warning(dbs):
@@ -142,7 +182,13 @@ def test_c4_old_code_not_on_the_web_is_skipped_with_a_warning(dbs):
     convert(dbs.erp, 1, "NEVER_SEEN", "STILL_UNSEEN")
     synced()
     assert one(dbs.web, "SELECT outcome FROM web.customer_conversion") == "skipped"
-    assert one(dbs.web, "SELECT count(*) FROM web.email_outbox WHERE dedupe_key = 'warning:conversion_skipped:conversion:1'") == 1
+    assert (
+        one(
+            dbs.web,
+            "SELECT count(*) FROM web.email_outbox WHERE dedupe_key = 'warning:conversion_skipped:conversion:1'",
+        )
+        == 1
+    )
 
 
 def test_c1_each_row_is_processed_once(dbs):
@@ -168,8 +214,11 @@ def test_c1_disabled_sends_nothing(dbs, settings_path):
 
 def test_malformed_conversion_rows_stop_the_run(dbs):
     with dbs.erp.begin() as conn:
-        conn.execute(sa.text("INSERT INTO erp.deb_conversion (conversion_seq, old_cust_code, new_cust_code)"
-                             " VALUES (1, ' ', 'NEW')"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO erp.deb_conversion (conversion_seq, old_cust_code, new_cust_code) VALUES (1, ' ', 'NEW')"
+            )
+        )
     outcome = run_sync()
     assert "conversion_ledger:conversion_rows_well_formed" in outcome.failed_checks
     assert one(dbs.web, "SELECT processed_at FROM web.customer_conversion") is None

@@ -140,6 +140,46 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from userdebtor_pipeline.operations.state import OperationsError, erp_database, web_database
+    from userdebtor_pipeline.operations.status import collect_status, render_status
+
+    try:
+        web = web_database()
+    except OperationsError as exc:
+        raise SetupError(str(exc)) from None
+    erp, erp_problem = erp_database()  # the web side is still worth showing while the ERP is down
+    print(render_status(collect_status(web, erp, erp_problem=erp_problem, runs=args.runs)), end="")
+    if erp_problem:
+        print(f"userdebtor status: {erp_problem}", file=sys.stderr)
+        return EXIT_BAD_SETUP
+    return EXIT_OK
+
+
+def cmd_conflicts(args: argparse.Namespace) -> int:
+    from userdebtor_pipeline.operations.conflicts import count_open_conflicts, open_conflicts, render_conflicts
+    from userdebtor_pipeline.operations.state import OperationsError, web_database
+
+    try:
+        web = web_database()
+    except OperationsError as exc:
+        raise SetupError(str(exc)) from None
+    print(render_conflicts(open_conflicts(web, limit=args.limit), count_open_conflicts(web)), end="")
+    return EXIT_OK
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    from userdebtor_pipeline.operations.conflicts import resolve_conflict
+    from userdebtor_pipeline.operations.state import OperationsError, web_database
+
+    try:
+        resolution = resolve_conflict(web_database(), args.conflict_id, args.take, args.by)
+    except OperationsError as exc:
+        raise SetupError(str(exc)) from None
+    print(resolution.describe())
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="userdebtor", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -169,6 +209,18 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=3000)
     ui.add_argument("--host", default="127.0.0.1")
     ui.set_defaults(func=cmd_ui)
+    status = sub.add_parser("status", help="last runs, open conflicts, records set aside, pending conversions, "
+                                           "the email backlog and the watermarks")
+    status.add_argument("--runs", type=int, default=10, help="how many of the last runs to show")
+    status.set_defaults(func=cmd_status)
+    conflicts = sub.add_parser("conflicts", help="list the open conflicts (U4) with base, web and ERP values")
+    conflicts.add_argument("--limit", type=int, default=50, help="how many to show, oldest first")
+    conflicts.set_defaults(func=cmd_conflicts)
+    resolve = sub.add_parser("resolve", help="settle one open conflict; the next sync applies it")
+    resolve.add_argument("conflict_id", metavar="ID", type=int, help="the id that `userdebtor conflicts` shows")
+    resolve.add_argument("--take", required=True, choices=("erp", "web"), help="the side whose value is kept")
+    resolve.add_argument("--by", default=None, help="who decided (default: the OS user)")
+    resolve.set_defaults(func=cmd_resolve)
     return parser
 
 
@@ -181,5 +233,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_SETUP
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m userdebtor_pipeline.cli
     sys.exit(main())

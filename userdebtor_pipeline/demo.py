@@ -21,43 +21,68 @@ def _is_empty(erp: sa.Engine) -> bool:
 def _edits(erp: sa.Engine, web: sa.Engine) -> None:
     """What a day brings: a customer edits their profile, the ERP office edits an account, both edit one."""
     with web.connect() as conn:
-        pairs = conn.execute(sa.text(
-            "SELECT user_id, dr_cust_code FROM userdebtor.user_debtor_link WHERE state = 'active'"
-            " ORDER BY link_id LIMIT 3")).all()
+        pairs = conn.execute(
+            sa.text(
+                "SELECT user_id, dr_cust_code FROM userdebtor.user_debtor_link WHERE state = 'active'"
+                " ORDER BY link_id LIMIT 3"
+            )
+        ).all()
     if len(pairs) < 3:
         return
     (web_user, _), (_, erp_code), (both_user, both_code) = pairs
     with web.begin() as conn:
-        conn.execute(sa.text("UPDATE web.app_user SET phone_number = '0400 123 456', updated_at = clock_timestamp()"
-                             " WHERE user_id = :u"), {"u": web_user})
-        conn.execute(sa.text("UPDATE web.app_user SET name = 'Name Changed On The Website',"
-                             " updated_at = clock_timestamp() WHERE user_id = :u"), {"u": both_user})
+        conn.execute(
+            sa.text(
+                "UPDATE web.app_user SET phone_number = '0400 123 456', updated_at = clock_timestamp()"
+                " WHERE user_id = :u"
+            ),
+            {"u": web_user},
+        )
+        conn.execute(
+            sa.text(
+                "UPDATE web.app_user SET name = 'Name Changed On The Website',"
+                " updated_at = clock_timestamp() WHERE user_id = :u"
+            ),
+            {"u": both_user},
+        )
     with erp.begin() as conn:
-        conn.execute(sa.text("UPDATE erp.deb_master SET dr_addr_1 = '99 Changed In The Erp Street',"
-                             " dr_date_last_changed = clock_timestamp() WHERE dr_cust_code = :c"), {"c": erp_code})
-        conn.execute(sa.text("UPDATE erp.deb_master SET dr_cust_name = 'Name Changed In The Erp',"
-                             " dr_date_last_changed = clock_timestamp() WHERE dr_cust_code = :c"), {"c": both_code})
-    print(f"edited: web user {web_user} (phone), debtor {erp_code} (address), and user {both_user} / debtor "
-          f"{both_code} on both sides (name): a conflict")
+        conn.execute(
+            sa.text(
+                "UPDATE erp.deb_master SET dr_addr_1 = '99 Changed In The Erp Street',"
+                " dr_date_last_changed = clock_timestamp() WHERE dr_cust_code = :c"
+            ),
+            {"c": erp_code},
+        )
+        conn.execute(
+            sa.text(
+                "UPDATE erp.deb_master SET dr_cust_name = 'Name Changed In The Erp',"
+                " dr_date_last_changed = clock_timestamp() WHERE dr_cust_code = :c"
+            ),
+            {"c": both_code},
+        )
+    print(
+        f"edited: web user {web_user} (phone), debtor {erp_code} (address), and user {both_user} / debtor "
+        f"{both_code} on both sides (name): a conflict"
+    )
 
 
 def _show(web: sa.Engine, home: Path, mail: Path) -> None:
+    links = "SELECT {cols} FROM userdebtor.user_debtor_link WHERE origin = '{origin}' ORDER BY link_id LIMIT 5"
     queries = {
-        "ERP debtors created for web users (U1)":
-            "SELECT dr_cust_code, user_id FROM userdebtor.user_debtor_link WHERE origin = 'debtor_created'"
-            " ORDER BY link_id LIMIT 5",
-        "web users created for ERP debtors (U2)":
-            "SELECT user_id, dr_cust_code FROM userdebtor.user_debtor_link WHERE origin = 'user_created'"
-            " ORDER BY link_id LIMIT 5",
-        "conflicts (U4)":
-            "SELECT conflict_id, dr_cust_code, field, web_value, erp_value, status, winner FROM userdebtor.conflict"
-            " ORDER BY conflict_id LIMIT 5",
-        "conversions (C1-C4)":
+        "ERP debtors created for web users (U1)": links.format(cols="dr_cust_code, user_id", origin="debtor_created"),
+        "web users created for ERP debtors (U2)": links.format(cols="user_id, dr_cust_code", origin="user_created"),
+        "conflicts (U4)": (
+            "SELECT conflict_id, dr_cust_code, field, web_value, erp_value, status, winner"
+            " FROM userdebtor.conflict ORDER BY conflict_id LIMIT 5"
+        ),
+        "conversions (C1-C4)": (
             "SELECT conversion_seq, old_code, new_code, outcome FROM web.customer_conversion"
-            " ORDER BY conversion_seq LIMIT 8",
-        "warning emails to the administrator":
-            "SELECT email_id, subject, status FROM web.email_outbox WHERE template = 'user_debtor_warning'"
-            " ORDER BY email_id LIMIT 5",
+            " ORDER BY conversion_seq LIMIT 8"
+        ),
+        "warning emails to the administrator": (
+            "SELECT email_id, subject, status FROM web.email_outbox"
+            " WHERE template = 'user_debtor_warning' ORDER BY email_id LIMIT 5"
+        ),
     }
     with web.connect() as conn:
         for title, query in queries.items():
@@ -83,12 +108,18 @@ def run_demo(args: argparse.Namespace, home: Path, mail: Path) -> int:
         from userdebtor_pipeline.seed import seed_databases
 
         print(f"== seed ({args.debtors} debtors, {args.users} users)")
-        seed_databases(erp, web, debtors=args.debtors, users=args.users, seed=args.seed,
-                       prefix=settings.user_debtor.new_account_prefix,
-                       width=settings.user_debtor.account_number_width,
-                       template_code=settings.user_debtor.template_customer,
-                       cash_code=settings.instant_accounts.cash_account_code,
-                       excluded_codes=tuple(settings.instant_accounts.excluded_account_codes))
+        seed_databases(
+            erp,
+            web,
+            debtors=args.debtors,
+            users=args.users,
+            seed=args.seed,
+            prefix=settings.user_debtor.new_account_prefix,
+            width=settings.user_debtor.account_number_width,
+            template_code=settings.user_debtor.template_customer,
+            cash_code=settings.instant_accounts.cash_account_code,
+            excluded_codes=tuple(settings.instant_accounts.excluded_account_codes),
+        )
     else:
         print("== seed: the tables already have rows; using them")
     print("== sync (the first load)")

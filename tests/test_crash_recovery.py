@@ -1,0 +1,109 @@
+"""Every write is safe to repeat: a sync killed at any point and run again ends as one clean run would.
+
+A real `userdebtor sync` process is killed (SIGKILL) at several moments, then run again to the end; a twin
+database seeded identically has one clean run. The two must hold the same debtors, users, links and emails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from tests.support import digest, write_settings
+from userdebtor_pipeline.runner import run_sync
+from userdebtor_pipeline.schema import init_databases
+from userdebtor_pipeline.seed import seed_databases
+
+STATE_QUERIES = {
+    "debtors": "SELECT dr_cust_code, dr_cust_name, lower(dr_email) FROM erp.deb_master ORDER BY 1",
+    "users": "SELECT lower(email_address), default_customer_code, status, name FROM web.app_user ORDER BY 1",
+    "links": "SELECT lower(u.email_address), l.dr_cust_code, l.state FROM userdebtor.user_debtor_link l"
+    " JOIN web.app_user u USING (user_id) ORDER BY 1",
+    "accounts": "SELECT lower(u.email_address), c.customer_code FROM web.user_customer c"
+    " JOIN web.app_user u USING (user_id) ORDER BY 1, 2",
+    "emails": "SELECT template, lower(to_address), status FROM web.email_outbox ORDER BY 1, 2, 3",
+    "conversions": "SELECT conversion_seq, outcome FROM web.customer_conversion ORDER BY 1",
+    "customers": "SELECT customer_code, status FROM web.customer ORDER BY 1",
+}
+
+
+def _seeded(url: str) -> sa.Engine:
+    engine = sa.create_engine(url)
+    init_databases(engine, engine)
+    seed_databases(engine, engine, debtors=400, users=400, seed=11)
+    return engine
+
+
+def _state(engine: sa.Engine) -> dict[str, str]:
+    return {name: digest(engine, query) for name, query in STATE_QUERIES.items()}
+
+
+def _env(url: str, home, config) -> dict[str, str]:
+    return {
+        **os.environ,
+        "USERDEBTOR_ERP_URL": url,
+        "USERDEBTOR_WEB_URL": url,
+        "USERDEBTOR_HOME": str(home),
+        "USERDEBTOR_CONFIG": str(config),
+    }
+
+
+@pytest.mark.slow
+def test_killed_runs_then_a_rerun_end_like_one_clean_run(pg_urls, tmp_path, monkeypatch):
+    config = write_settings(tmp_path / "userdebtor.yaml", safety={"max_change_fraction": 1.0})
+    killed_url, clean_url = pg_urls(), pg_urls()
+    killed, clean = _seeded(killed_url), _seeded(clean_url)
+    assert _state(killed) == _state(clean), "the twins start equal"
+
+    # Kill the same sync at several moments: during start-up, extract, conversions, planning and the loads.
+    env = _env(killed_url, tmp_path / "home-killed", config)
+    for delay in (2.5, 3.5, 4.5, 5.5, 7.0):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "userdebtor_pipeline.cli", "sync"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        time.sleep(delay)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    with killed.connect() as conn:
+        interrupted = conn.execute(sa.text("SELECT count(*) FROM userdebtor.sync_run WHERE outcome IS NULL")).scalar()
+    assert interrupted >= 3, "the kills landed inside runs, not before them"
+
+    for name, value in (
+        ("USERDEBTOR_ERP_URL", killed_url),
+        ("USERDEBTOR_WEB_URL", killed_url),
+        ("USERDEBTOR_HOME", str(tmp_path / "home-killed")),
+        ("USERDEBTOR_CONFIG", str(config)),
+    ):
+        monkeypatch.setenv(name, value)
+    assert run_sync().success
+    for name, value in (
+        ("USERDEBTOR_ERP_URL", clean_url),
+        ("USERDEBTOR_WEB_URL", clean_url),
+        ("USERDEBTOR_HOME", str(tmp_path / "home-clean")),
+    ):
+        monkeypatch.setenv(name, value)
+    assert run_sync().success
+
+    assert _state(killed) == _state(clean)
+    # No debtor twice for a user, no code used twice, no email twice.
+    assert digest(killed, "SELECT user_id FROM userdebtor.user_debtor_link GROUP BY 1 HAVING count(*) > 1") == digest(
+        killed, "SELECT 1 WHERE false"
+    )
+    duplicates = (
+        "SELECT lower(dr_email) FROM erp.deb_master WHERE dr_cust_code LIKE 'WEB%' GROUP BY 1 HAVING count(*) > 1"
+    )
+    assert digest(killed, duplicates) == digest(killed, "SELECT 1 WHERE false")
+    killed.dispose()
+    clean.dispose()
