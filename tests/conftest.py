@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
+from tests.smtp import refusing_smtp_server, smtp_server  # noqa: F401  (fixtures)
 from userdebtor_pipeline.schema import init_databases
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")

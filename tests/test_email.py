@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import mailbox
 import re
-import socket
 import threading
-from collections.abc import Iterator
 from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from aiosmtpd.controller import Controller
 
+from tests.smtp import Recorder, Refuser, free_port
 from userdebtor_pipeline.email import (
     TEMPLATES,
     EmailTemplateError,
@@ -103,57 +100,6 @@ def _new_user(web: sa.Engine, email: str, status: str) -> int:
             ),
             {"e": email, "s": status},
         ).scalar_one()
-
-
-# ---------------------------------------------------------------- a real SMTP server
-
-
-class _Recorder:
-    """Accepts every message and keeps it, with the client port of the connection it came on."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.recipients: list[list[str]] = []
-        self.peers: list[Any] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.original_content, policy=policy.default))
-        self.recipients.append(list(envelope.rcpt_tos))
-        self.peers.append(session.peer)
-        return "250 OK"
-
-
-class _Refuser:
-    """Refuses every recipient, as a server does for a mailbox that does not exist."""
-
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
-        return "550 5.1.1 Mailbox unavailable"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _serve(handler: Any) -> Iterator[tuple[Any, int]]:
-    port = _free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[_Recorder, int]]:
-    yield from _serve(_Recorder())
-
-
-@pytest.fixture
-def refusing_smtp_server() -> Iterator[tuple[_Refuser, int]]:
-    yield from _serve(_Refuser())
 
 
 # ---------------------------------------------------------------- rendering
@@ -372,7 +318,7 @@ def test_maildir_delivery_writes_a_message_a_person_can_open(engines: Any, tmp_p
 
 
 def test_smtp_delivery_sends_text_and_html_one_connection_per_batch(
-    engines: Any, smtp_server: tuple[_Recorder, int]
+    engines: Any, smtp_server: tuple[Recorder, int]
 ) -> None:
     recorder, port = smtp_server
     ids = [_queue(engines.web, f"new_user:{n}", to=f"user{n}@example.com") for n in range(3)]
@@ -390,7 +336,7 @@ def test_smtp_delivery_sends_text_and_html_one_connection_per_batch(
     assert all(_row(engines.web, i).status == "sent" for i in ids if i is not None)
 
 
-def test_a_sent_email_is_not_sent_again(engines: Any, smtp_server: tuple[_Recorder, int]) -> None:
+def test_a_sent_email_is_not_sent_again(engines: Any, smtp_server: tuple[Recorder, int]) -> None:
     recorder, port = smtp_server
     _queue(engines.web, "new_user:1")
     assert deliver_outbox(engines.web, **_smtp(port)).sent == 1
@@ -405,7 +351,7 @@ def test_a_sent_email_is_not_sent_again(engines: Any, smtp_server: tuple[_Record
 
 
 def test_refused_email_is_retried_then_failed_with_last_error(
-    engines: Any, refusing_smtp_server: tuple[_Refuser, int]
+    engines: Any, refusing_smtp_server: tuple[Refuser, int]
 ) -> None:
     _, port = refusing_smtp_server
     email_id = _queue(engines.web, "new_user:1", to="nobody@example.com")
@@ -433,7 +379,7 @@ def test_refused_email_is_retried_then_failed_with_last_error(
 
 def test_unreachable_smtp_server_spends_one_attempt_and_stops(engines: Any) -> None:
     ids = [_queue(engines.web, f"new_user:{n}") for n in range(3)]
-    report = deliver_outbox(engines.web, **_smtp(_free_port()))  # nothing listens there
+    report = deliver_outbox(engines.web, **_smtp(free_port()))  # nothing listens there
     assert (report.sent, report.retried, report.remaining) == (0, 1, 3)
     assert report.transport_error and "Connection" in report.transport_error
     attempts = [_row(engines.web, i).attempts for i in ids if i is not None]

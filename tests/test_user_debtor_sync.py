@@ -420,3 +420,30 @@ def test_two_databases(two_databases, tmp_path, monkeypatch):
         == "Changed On Web"
     )
     assert Path(tmp_path / "home").exists()
+
+
+def test_e1_smtp_delivery_through_the_job_and_a_refusal_retried_then_failed(
+    dbs, settings_path, smtp_server, refusing_smtp_server
+):
+    recorder, port = smtp_server
+    write_settings(settings_path, email={"transport": "smtp", "smtp_host": "127.0.0.1", "smtp_port": port})
+    add_debtor(dbs.erp, "C950", "smtp.user@mail.example")
+    synced()
+    assert [m["To"] for m in recorder.messages] == ["smtp.user@mail.example"]
+    assert recorder.messages[0].get_body(("html",)) is not None, "text and HTML"
+
+    _, refusing_port = refusing_smtp_server
+    write_settings(
+        settings_path,
+        email={"transport": "smtp", "smtp_host": "127.0.0.1", "smtp_port": refusing_port, "max_attempts": 2},
+    )
+    add_debtor(dbs.erp, "C951", "refused@mail.example")
+    synced()
+    first = rows(dbs.web, "SELECT status, attempts FROM web.email_outbox WHERE to_address = 'refused@mail.example'")
+    assert first == [{"status": "queued", "attempts": 1}], "a refused delivery is kept for a retry"
+    synced()
+    final = rows(
+        dbs.web, "SELECT status, attempts, last_error FROM web.email_outbox WHERE to_address = 'refused@mail.example'"
+    )[0]
+    assert (final["status"], final["attempts"]) == ("failed", 2) and "550" in final["last_error"]
+    assert len(recorder.messages) == 1, "a sent email is never sent twice"
