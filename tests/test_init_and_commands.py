@@ -25,12 +25,19 @@ def test_init_never_alters_an_existing_table(pg_urls):
     url = pg_urls()
     engine = sa.create_engine(url)
     with engine.begin() as conn:  # the store's own table, with a column of its own and no index of ours
-        conn.execute(sa.text("CREATE SCHEMA web; CREATE TABLE web.app_user (user_id bigint PRIMARY KEY,"
-                             " email_address text NOT NULL, shop_specific text)"))
+        conn.execute(
+            sa.text(
+                "CREATE SCHEMA web; CREATE TABLE web.app_user (user_id bigint PRIMARY KEY,"
+                " email_address text NOT NULL, shop_specific text)"
+            )
+        )
     report = init_databases(engine, engine)
     assert "web.app_user" in report.existing_tables and "web.customer" in report.created_tables
-    columns = rows(engine, "SELECT column_name FROM information_schema.columns WHERE table_schema = 'web'"
-                           " AND table_name = 'app_user' ORDER BY ordinal_position")
+    columns = rows(
+        engine,
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'web'"
+        " AND table_name = 'app_user' ORDER BY ordinal_position",
+    )
     assert [c["column_name"] for c in columns] == ["user_id", "email_address", "shop_specific"]
     assert one(engine, "SELECT count(*) FROM pg_indexes WHERE schemaname = 'web' AND tablename = 'app_user'") == 1
     engine.dispose()
@@ -98,3 +105,30 @@ def test_changed_filters_restage_every_debtor(staged, settings_path):
     write_settings(settings_path, user_debtor={"customer_master_filter": 'dr-cust-type in ("WEB_", "TRADE")'})
     assert run_sync().materializations["staged_erp_debtors"]["mode"] == "full"
     assert one(staged.web, "SELECT in_master_scope FROM userdebtor.erp_debtor WHERE dr_cust_code = 'T1'") is True
+
+
+def test_seed_command_fills_empty_tables_and_refuses_full_ones(pipeline_env, capsys):
+    assert main(["seed", "--debtors", "120", "--users", "120", "--seed", "3"]) == 0
+    assert one(pipeline_env.erp, "SELECT count(*) FROM erp.deb_master") >= 100
+    capsys.readouterr()
+    assert main(["seed", "--debtors", "120", "--users", "120"]) == 2
+    assert "only fills empty tables" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_shows_what_happened_and_where_to_look(pipeline_env, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("USERDEBTOR_CONFIG", str(tmp_path / "userdebtor.yaml"))
+    assert main(["demo", "--debtors", "300", "--users", "300"]) == 0
+    out = capsys.readouterr().out
+    for expected in (
+        "ERP debtors created for web users (U1)",
+        "web users created for ERP debtors (U2)",
+        "conflicts (U4)",
+        "warning emails to the administrator",
+        "where to look",
+    ):
+        assert expected in out
+    assert one(pipeline_env.web, "SELECT count(*) FROM userdebtor.conflict") >= 1
+    assert one(pipeline_env.web, "SELECT count(*) FROM web.email_outbox WHERE template = 'user_debtor_warning'") >= 1
+    assert (tmp_path / "userdebtor.yaml").exists(), "the demo copies the example settings"
