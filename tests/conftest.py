@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 from tests.smtp import refusing_smtp_server, smtp_server  # noqa: F401  (fixtures)
+from userdebtor_pipeline.db import dispose_all
 from userdebtor_pipeline.schema import init_databases
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
@@ -76,6 +77,7 @@ def _initialised(erp_url: str, web_url: str) -> Databases:
 def _dispose(dbs: Databases) -> None:
     dbs.erp.dispose()
     dbs.web.dispose()
+    dispose_all()
 
 
 @pytest.fixture
@@ -96,12 +98,14 @@ def two_databases(pg_urls: Callable[[], str]) -> Iterator[Databases]:
 
 
 @pytest.fixture
-def pipeline_env(monkeypatch: pytest.MonkeyPatch, tmp_path, engines: Databases) -> Databases:
+def pipeline_env(monkeypatch: pytest.MonkeyPatch, tmp_path, engines: Databases) -> Iterator[Databases]:
     """The environment a `userdebtor` command sees, pointed at the test databases."""
     monkeypatch.setenv("USERDEBTOR_ERP_URL", engines.erp_url)
     monkeypatch.setenv("USERDEBTOR_WEB_URL", engines.web_url)
     monkeypatch.setenv("USERDEBTOR_HOME", str(tmp_path / "home"))
-    return engines
+    yield engines
+    # The pipeline keeps one pool per URL for the life of a process; a test's databases end with the test.
+    dispose_all()
 
 
 @pytest.fixture

@@ -2,73 +2,39 @@
 
 -- step: users
 UPDATE web.app_user u SET
-    email_address = CASE WHEN c.set_email THEN c.v_email ELSE u.email_address END,
-    name          = CASE WHEN c.set_name THEN c.v_name ELSE u.name END,
-    address1      = CASE WHEN c.set_address1 THEN c.v_address1 ELSE u.address1 END,
-    address2      = CASE WHEN c.set_address2 THEN c.v_address2 ELSE u.address2 END,
-    address3      = CASE WHEN c.set_address3 THEN c.v_address3 ELSE u.address3 END,
-    address4      = CASE WHEN c.set_address4 THEN c.v_address4 ELSE u.address4 END,
-    address5      = CASE WHEN c.set_address5 THEN c.v_address5 ELSE u.address5 END,
-    address6      = CASE WHEN c.set_address6 THEN c.v_address6 ELSE u.address6 END,
-    phone_number  = CASE WHEN c.set_phone THEN c.v_phone ELSE u.phone_number END,
-    postcode      = CASE WHEN c.set_postcode THEN c.v_postcode ELSE u.postcode END,
-    abn           = CASE WHEN c.set_abn THEN c.v_abn ELSE u.abn END,
-    industry_code = CASE WHEN c.set_industry_code THEN c.v_industry_code ELSE u.industry_code END,
-    updated_at    = now()
-  FROM (
-    SELECT user_id,
-           bool_or(field = 'OrderEmailAddress') AS set_email,    max(new_value) FILTER (WHERE field = 'OrderEmailAddress') AS v_email,
-           bool_or(field = 'Name') AS set_name,                  max(new_value) FILTER (WHERE field = 'Name') AS v_name,
-           bool_or(field = 'Address1') AS set_address1,          max(new_value) FILTER (WHERE field = 'Address1') AS v_address1,
-           bool_or(field = 'Address2') AS set_address2,          max(new_value) FILTER (WHERE field = 'Address2') AS v_address2,
-           bool_or(field = 'Address3') AS set_address3,          max(new_value) FILTER (WHERE field = 'Address3') AS v_address3,
-           bool_or(field = 'Address4') AS set_address4,          max(new_value) FILTER (WHERE field = 'Address4') AS v_address4,
-           bool_or(field = 'Address5') AS set_address5,          max(new_value) FILTER (WHERE field = 'Address5') AS v_address5,
-           bool_or(field = 'Address6') AS set_address6,          max(new_value) FILTER (WHERE field = 'Address6') AS v_address6,
-           bool_or(field = 'PhoneNumber') AS set_phone,          max(new_value) FILTER (WHERE field = 'PhoneNumber') AS v_phone,
-           bool_or(field = 'Postcode') AS set_postcode,          max(new_value) FILTER (WHERE field = 'Postcode') AS v_postcode,
-           bool_or(field = 'ABN') AS set_abn,                    max(new_value) FILTER (WHERE field = 'ABN') AS v_abn,
-           bool_or(field = 'industrycode') AS set_industry_code, max(new_value) FILTER (WHERE field = 'industrycode') AS v_industry_code
-      FROM userdebtor.plan_field_change
-     WHERE direction = 'to_web'
-     GROUP BY user_id
-  ) c
- WHERE u.user_id = c.user_id;
+    email_address = CASE WHEN c.email_way = 'to_web' THEN c.email ELSE u.email_address END,
+    name          = CASE WHEN c.name_way = 'to_web' THEN c.name ELSE u.name END,
+    address1      = CASE WHEN c.address1_way = 'to_web' THEN c.address1 ELSE u.address1 END,
+    address2      = CASE WHEN c.address2_way = 'to_web' THEN c.address2 ELSE u.address2 END,
+    address3      = CASE WHEN c.address3_way = 'to_web' THEN c.address3 ELSE u.address3 END,
+    address4      = CASE WHEN c.address4_way = 'to_web' THEN c.address4 ELSE u.address4 END,
+    address5      = CASE WHEN c.address5_way = 'to_web' THEN c.address5 ELSE u.address5 END,
+    address6      = CASE WHEN c.address6_way = 'to_web' THEN c.address6 ELSE u.address6 END,
+    phone_number  = CASE WHEN c.phone_number_way = 'to_web' THEN c.phone_number ELSE u.phone_number END,
+    postcode      = CASE WHEN c.postcode_way = 'to_web' THEN c.postcode ELSE u.postcode END,
+    abn           = CASE WHEN c.abn_way = 'to_web' THEN c.abn ELSE u.abn END,
+    industry_code = CASE WHEN c.industry_code_way = 'to_web' THEN c.industry_code ELSE u.industry_code END,
+    updated_at = now()
+  FROM userdebtor.plan_field_change_by_pair c
+ WHERE u.user_id = c.user_id AND c.any_to_web;
 
 -- step: bases
 -- What both sides now hold becomes the base, so neither write comes back as a change.
 UPDATE userdebtor.user_debtor_link l SET
-    base_email         = CASE WHEN c.set_email THEN c.v_email ELSE l.base_email END,
-    base_name          = CASE WHEN c.set_name THEN c.v_name ELSE l.base_name END,
-    base_address1      = CASE WHEN c.set_address1 THEN c.v_address1 ELSE l.base_address1 END,
-    base_address2      = CASE WHEN c.set_address2 THEN c.v_address2 ELSE l.base_address2 END,
-    base_address3      = CASE WHEN c.set_address3 THEN c.v_address3 ELSE l.base_address3 END,
-    base_address4      = CASE WHEN c.set_address4 THEN c.v_address4 ELSE l.base_address4 END,
-    base_address5      = CASE WHEN c.set_address5 THEN c.v_address5 ELSE l.base_address5 END,
-    base_address6      = CASE WHEN c.set_address6 THEN c.v_address6 ELSE l.base_address6 END,
-    base_phone_number  = CASE WHEN c.set_phone THEN c.v_phone ELSE l.base_phone_number END,
-    base_postcode      = CASE WHEN c.set_postcode THEN c.v_postcode ELSE l.base_postcode END,
-    base_abn           = CASE WHEN c.set_abn THEN c.v_abn ELSE l.base_abn END,
-    base_industry_code = CASE WHEN c.set_industry_code THEN c.v_industry_code ELSE l.base_industry_code END,
+    base_email    = CASE WHEN c.email_way IN ('to_erp', 'to_web', 'none') THEN c.email ELSE l.base_email END,
+    base_name     = CASE WHEN c.name_way IN ('to_erp', 'to_web', 'none') THEN c.name ELSE l.base_name END,
+    base_address1 = CASE WHEN c.address1_way IN ('to_erp', 'to_web', 'none') THEN c.address1 ELSE l.base_address1 END,
+    base_address2 = CASE WHEN c.address2_way IN ('to_erp', 'to_web', 'none') THEN c.address2 ELSE l.base_address2 END,
+    base_address3 = CASE WHEN c.address3_way IN ('to_erp', 'to_web', 'none') THEN c.address3 ELSE l.base_address3 END,
+    base_address4 = CASE WHEN c.address4_way IN ('to_erp', 'to_web', 'none') THEN c.address4 ELSE l.base_address4 END,
+    base_address5 = CASE WHEN c.address5_way IN ('to_erp', 'to_web', 'none') THEN c.address5 ELSE l.base_address5 END,
+    base_address6 = CASE WHEN c.address6_way IN ('to_erp', 'to_web', 'none') THEN c.address6 ELSE l.base_address6 END,
+    base_phone_number = CASE WHEN c.phone_number_way IN ('to_erp', 'to_web', 'none') THEN c.phone_number ELSE l.base_phone_number END,
+    base_postcode = CASE WHEN c.postcode_way IN ('to_erp', 'to_web', 'none') THEN c.postcode ELSE l.base_postcode END,
+    base_abn      = CASE WHEN c.abn_way IN ('to_erp', 'to_web', 'none') THEN c.abn ELSE l.base_abn END,
+    base_industry_code = CASE WHEN c.industry_code_way IN ('to_erp', 'to_web', 'none') THEN c.industry_code ELSE l.base_industry_code END,
     updated_at = now()
-  FROM (
-    SELECT link_id,
-           bool_or(field = 'OrderEmailAddress') AS set_email,    max(new_value) FILTER (WHERE field = 'OrderEmailAddress') AS v_email,
-           bool_or(field = 'Name') AS set_name,                  max(new_value) FILTER (WHERE field = 'Name') AS v_name,
-           bool_or(field = 'Address1') AS set_address1,          max(new_value) FILTER (WHERE field = 'Address1') AS v_address1,
-           bool_or(field = 'Address2') AS set_address2,          max(new_value) FILTER (WHERE field = 'Address2') AS v_address2,
-           bool_or(field = 'Address3') AS set_address3,          max(new_value) FILTER (WHERE field = 'Address3') AS v_address3,
-           bool_or(field = 'Address4') AS set_address4,          max(new_value) FILTER (WHERE field = 'Address4') AS v_address4,
-           bool_or(field = 'Address5') AS set_address5,          max(new_value) FILTER (WHERE field = 'Address5') AS v_address5,
-           bool_or(field = 'Address6') AS set_address6,          max(new_value) FILTER (WHERE field = 'Address6') AS v_address6,
-           bool_or(field = 'PhoneNumber') AS set_phone,          max(new_value) FILTER (WHERE field = 'PhoneNumber') AS v_phone,
-           bool_or(field = 'Postcode') AS set_postcode,          max(new_value) FILTER (WHERE field = 'Postcode') AS v_postcode,
-           bool_or(field = 'ABN') AS set_abn,                    max(new_value) FILTER (WHERE field = 'ABN') AS v_abn,
-           bool_or(field = 'industrycode') AS set_industry_code, max(new_value) FILTER (WHERE field = 'industrycode') AS v_industry_code
-      FROM userdebtor.plan_field_change
-     WHERE direction IN ('to_erp', 'to_web', 'none')
-     GROUP BY link_id
-  ) c
+  FROM userdebtor.plan_field_change_by_pair c
  WHERE l.link_id = c.link_id;
 
 -- step: conflicts_settled_by_person

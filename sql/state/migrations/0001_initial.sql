@@ -251,6 +251,27 @@ CREATE TABLE userdebtor.plan_field_change (
     PRIMARY KEY (link_id, field)
 );
 
+-- The plan's field changes, one row per linked pair: per field the new value and which way it goes
+-- (to_erp, to_web, none = agreed, held, blocked). The ERP writes, the web writes and the new bases read it.
+CREATE VIEW userdebtor.plan_field_change_by_pair AS
+SELECT link_id, user_id, dr_cust_code,
+       bool_or(direction = 'to_erp') AS any_to_erp,
+       bool_or(direction = 'to_web') AS any_to_web,
+       max(new_value) FILTER (WHERE field = 'OrderEmailAddress') AS email, max(direction) FILTER (WHERE field = 'OrderEmailAddress') AS email_way,
+       max(new_value) FILTER (WHERE field = 'Name') AS name, max(direction) FILTER (WHERE field = 'Name') AS name_way,
+       max(new_value) FILTER (WHERE field = 'Address1') AS address1, max(direction) FILTER (WHERE field = 'Address1') AS address1_way,
+       max(new_value) FILTER (WHERE field = 'Address2') AS address2, max(direction) FILTER (WHERE field = 'Address2') AS address2_way,
+       max(new_value) FILTER (WHERE field = 'Address3') AS address3, max(direction) FILTER (WHERE field = 'Address3') AS address3_way,
+       max(new_value) FILTER (WHERE field = 'Address4') AS address4, max(direction) FILTER (WHERE field = 'Address4') AS address4_way,
+       max(new_value) FILTER (WHERE field = 'Address5') AS address5, max(direction) FILTER (WHERE field = 'Address5') AS address5_way,
+       max(new_value) FILTER (WHERE field = 'Address6') AS address6, max(direction) FILTER (WHERE field = 'Address6') AS address6_way,
+       max(new_value) FILTER (WHERE field = 'PhoneNumber') AS phone_number, max(direction) FILTER (WHERE field = 'PhoneNumber') AS phone_number_way,
+       max(new_value) FILTER (WHERE field = 'Postcode') AS postcode, max(direction) FILTER (WHERE field = 'Postcode') AS postcode_way,
+       max(new_value) FILTER (WHERE field = 'ABN') AS abn, max(direction) FILTER (WHERE field = 'ABN') AS abn_way,
+       max(new_value) FILTER (WHERE field = 'industrycode') AS industry_code, max(direction) FILTER (WHERE field = 'industrycode') AS industry_code_way
+  FROM userdebtor.plan_field_change
+ GROUP BY link_id, user_id, dr_cust_code;
+
 CREATE TABLE userdebtor.plan_link_exit (
     link_id        bigint PRIMARY KEY,
     user_id        bigint NOT NULL,

@@ -50,33 +50,9 @@ _NEW_DEBTOR_COLUMNS = (
     "dr_credit_limit",
     "dr_account_status",
 )
-_CHANGE_COLUMNS = (
-    "dr_cust_code",
-    "set_email",
-    "dr_email",
-    "set_name",
-    "dr_cust_name",
-    "set_addr_1",
-    "dr_addr_1",
-    "set_addr_2",
-    "dr_addr_2",
-    "set_addr_3",
-    "dr_addr_3",
-    "set_addr_4",
-    "dr_addr_4",
-    "set_addr_5",
-    "dr_addr_5",
-    "set_addr_6",
-    "dr_addr_6",
-    "set_phone",
-    "dr_phone",
-    "set_postcode",
-    "dr_postcode",
-    "set_abn",
-    "dr_abn",
-    "set_industry_code",
-    "dr_industry_code",
-)
+_CHANGED_FIELDS = ("email", "name", "address1", "address2", "address3", "address4", "address5", "address6",
+                   "phone_number", "postcode", "abn", "industry_code")
+_CHANGE_COLUMNS = ("dr_cust_code", *(c for f in _CHANGED_FIELDS for c in (f, f"{f}_way")))
 
 
 def _skipped(reason: str) -> dg.MaterializeResult:
@@ -266,15 +242,13 @@ def field_changes_applied(
     to_erp = 0
     with web.engine.connect() as conn, erp.engine.begin() as erp_conn:
         erp_conn.exec_driver_sql(
-            "CREATE TEMP TABLE _debtor_change (dr_cust_code text PRIMARY KEY, set_email bool, dr_email text,"
-            " set_name bool, dr_cust_name text, set_addr_1 bool, dr_addr_1 text, set_addr_2 bool, dr_addr_2 text,"
-            " set_addr_3 bool, dr_addr_3 text, set_addr_4 bool, dr_addr_4 text, set_addr_5 bool, dr_addr_5 text,"
-            " set_addr_6 bool, dr_addr_6 text, set_phone bool, dr_phone text, set_postcode bool, dr_postcode text,"
-            " set_abn bool, dr_abn text, set_industry_code bool, dr_industry_code text) ON COMMIT DROP"
+            "CREATE TEMP TABLE _debtor_change (dr_cust_code text PRIMARY KEY, "
+            + ", ".join(f"{f} text, {f}_way text" for f in _CHANGED_FIELDS)
+            + ") ON COMMIT DROP"
         )
         copy_into_temp(
             conn,
-            sql.SQL(read_sql("user_debtor/field_changes_to_erp.sql").split("\n", 1)[1]),
+            sql.SQL(read_sql("user_debtor/field_changes_to_erp.sql")),
             erp_conn,
             "_debtor_change",
             _CHANGE_COLUMNS,
