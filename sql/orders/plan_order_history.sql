@@ -1,0 +1,261 @@
+-- Plans web.order_history (O1, O2): the orders to add, update or take away, and the accounts whose orders change hands, looking only at what changed (all of it in a full reconcile).
+-- Parameters: run_id, full_reconcile, since (change_seq), cash_account_code, hidden_statuses (text[]), cutoff, previous_cutoff.
+
+-- step: forget the previous account plan
+DELETE FROM userdebtor.plan_order_account;
+
+-- step: forget the previous order plan
+DELETE FROM userdebtor.plan_order_history;
+
+-- step: codes converted away
+-- An order staged before its account was converted (C1) still carries the old code; it belongs to the new one.
+-- Only codes the ERP no longer has are followed, to the end of their chain of conversions.
+CREATE TEMP TABLE _converted_code (old_code text PRIMARY KEY, new_code text NOT NULL) ON COMMIT DROP;
+
+-- step: follow the conversions
+INSERT INTO _converted_code (old_code, new_code)
+WITH RECURSIVE conversion AS (
+    SELECT conversion_seq, old_code, new_code
+      FROM web.customer_conversion
+     WHERE processed_at IS NOT NULL AND outcome IN ('converted', 'merged', 'skipped') AND old_code <> new_code
+),
+chain AS (
+    SELECT old_code AS start_code, new_code AS code, conversion_seq AS seq, 1 AS depth FROM conversion
+    UNION ALL
+    SELECT c.start_code, n.new_code, n.conversion_seq, c.depth + 1
+      FROM chain c JOIN conversion n ON n.old_code = c.code AND n.conversion_seq > c.seq
+     WHERE c.depth < 100
+),
+final AS (
+    SELECT DISTINCT ON (start_code) start_code, code
+      FROM chain
+     ORDER BY start_code, depth DESC, seq DESC
+)
+SELECT f.start_code, f.code
+  FROM final f
+ WHERE f.code <> f.start_code
+   AND NOT EXISTS (SELECT 1 FROM userdebtor.erp_debtor d WHERE d.dr_cust_code = f.start_code);
+
+-- step: accounts to look at
+CREATE TEMP TABLE _account_candidate (customer_code text PRIMARY KEY) ON COMMIT DROP;
+
+-- step: every account, in a full reconcile
+INSERT INTO _account_candidate (customer_code)
+SELECT customer_code FROM userdebtor.web_customer WHERE CAST(:full_reconcile AS boolean) AND is_debtor_customer
+UNION
+SELECT dr_cust_code FROM userdebtor.user_debtor_link WHERE CAST(:full_reconcile AS boolean) AND state = 'active'
+UNION
+SELECT customer_code FROM userdebtor.order_account WHERE CAST(:full_reconcile AS boolean)
+ON CONFLICT DO NOTHING;
+
+-- step: accounts that may have changed since the last run
+INSERT INTO _account_candidate (customer_code)
+-- newly integrated accounts
+SELECT c.customer_code FROM userdebtor.web_customer c
+ WHERE NOT CAST(:full_reconcile AS boolean) AND c.is_debtor_customer AND c.customer_code <> :cash_account_code
+   AND NOT EXISTS (SELECT 1 FROM userdebtor.order_account a WHERE a.customer_code = c.customer_code)
+UNION
+-- accounts no longer integrated, converted away or gone
+SELECT a.customer_code FROM userdebtor.order_account a
+ WHERE NOT CAST(:full_reconcile AS boolean)
+   AND NOT EXISTS (SELECT 1 FROM userdebtor.web_customer c WHERE c.customer_code = a.customer_code AND c.is_debtor_customer)
+   AND NOT EXISTS (SELECT 1 FROM userdebtor.user_debtor_link l WHERE l.dr_cust_code = a.customer_code AND l.state = 'active')
+UNION
+-- links made, suspended or converted
+SELECT l.dr_cust_code FROM userdebtor.user_debtor_link l
+ WHERE NOT CAST(:full_reconcile AS boolean) AND l.change_seq > :since
+UNION
+-- accounts that became a changed user's default account
+SELECT u.default_customer_code FROM userdebtor.web_user u
+ WHERE NOT CAST(:full_reconcile AS boolean) AND u.change_seq > :since AND u.default_customer_code IS NOT NULL
+UNION
+-- accounts shown to a user who changed (a user deleted on the web is seen in a full reconcile)
+SELECT a.customer_code FROM userdebtor.web_user u
+  JOIN userdebtor.order_account a ON a.user_id = u.user_id
+ WHERE NOT CAST(:full_reconcile AS boolean) AND u.change_seq > :since
+ON CONFLICT DO NOTHING;
+
+-- step: know the accounts looked at
+ANALYZE _account_candidate;
+
+-- step: where each account's orders belong
+-- Shown: an integrated account (a web customer from the ERP) or one with an active user-debtor link, never the
+-- cash account (its orders are shown one by one, by email: O2). The user: the link's, else the only user
+-- whose default account it is.
+CREATE TEMP TABLE _account_state (customer_code text PRIMARY KEY, shown boolean NOT NULL, user_id bigint) ON COMMIT DROP;
+
+-- step: state of the accounts looked at
+INSERT INTO _account_state (customer_code, shown, user_id)
+SELECT k.customer_code,
+       k.customer_code <> :cash_account_code
+       AND (l.user_id IS NOT NULL
+            OR EXISTS (SELECT 1 FROM userdebtor.web_customer c
+                        WHERE c.customer_code = k.customer_code AND c.is_debtor_customer)),
+       coalesce(l.user_id,
+                (SELECT min(u.user_id) FROM userdebtor.web_user u
+                  WHERE u.default_customer_code = k.customer_code HAVING count(*) = 1))
+  FROM _account_candidate k
+  LEFT JOIN userdebtor.user_debtor_link l ON l.dr_cust_code = k.customer_code AND l.state = 'active';
+
+-- step: accounts whose orders change hands
+INSERT INTO userdebtor.plan_order_account (customer_code, run_id, action, user_id, previous_user_id)
+SELECT s.customer_code, :run_id,
+       CASE WHEN NOT s.shown THEN 'remove' WHEN a.customer_code IS NULL THEN 'add' ELSE 'change_user' END,
+       s.user_id, a.user_id
+  FROM _account_state s
+  LEFT JOIN userdebtor.order_account a ON a.customer_code = s.customer_code
+ WHERE (s.shown AND (a.customer_code IS NULL OR a.user_id IS DISTINCT FROM s.user_id))
+    OR (NOT s.shown AND a.customer_code IS NOT NULL);
+
+-- step: orders to look at
+CREATE TEMP TABLE _order_candidate (order_no text PRIMARY KEY) ON COMMIT DROP;
+
+-- step: orders changed since the last run (every order in a full reconcile)
+INSERT INTO _order_candidate (order_no)
+SELECT so_order_no FROM userdebtor.erp_sales_order
+ WHERE CAST(:full_reconcile AS boolean) OR change_seq > :since;
+
+-- step: orders of the accounts that change hands
+INSERT INTO _order_candidate (order_no)
+SELECT o.so_order_no
+  FROM userdebtor.plan_order_account p
+  JOIN userdebtor.erp_sales_order o ON o.so_cust_code = p.customer_code
+ WHERE NOT CAST(:full_reconcile AS boolean)
+UNION
+SELECT o.so_order_no
+  FROM userdebtor.plan_order_account p
+  JOIN _converted_code cc ON cc.new_code = p.customer_code
+  JOIN userdebtor.erp_sales_order o ON o.so_cust_code = cc.old_code
+ WHERE NOT CAST(:full_reconcile AS boolean)
+UNION
+SELECT h.order_no
+  FROM userdebtor.plan_order_account p
+  JOIN web.order_history h ON h.customer_code = p.customer_code
+ WHERE p.action = 'remove'
+ON CONFLICT DO NOTHING;
+
+-- step: in-store orders whose email is a new or changed user's
+INSERT INTO _order_candidate (order_no)
+SELECT o.so_order_no
+  FROM userdebtor.web_user u
+  JOIN userdebtor.erp_sales_order o
+    ON lower(btrim(o.so_email)) = lower(btrim(u.email_address)) AND o.so_email IS NOT NULL
+ WHERE NOT CAST(:full_reconcile AS boolean) AND u.change_seq > :since
+   AND o.so_cust_code = :cash_account_code
+ON CONFLICT DO NOTHING;
+
+-- step: orders that passed archive_days since the last run
+INSERT INTO _order_candidate (order_no)
+SELECT so_order_no FROM userdebtor.erp_sales_order
+ WHERE NOT CAST(:full_reconcile AS boolean)
+   AND so_order_date < CAST(:cutoff AS timestamptz)
+   AND so_order_date >= coalesce(CAST(:previous_cutoff AS timestamptz), '-infinity'::timestamptz)
+ON CONFLICT DO NOTHING;
+
+-- step: know the orders looked at
+ANALYZE _order_candidate;
+
+-- step: the orders looked at, under their current account code
+CREATE TEMP TABLE _order_desired ON COMMIT DROP AS
+SELECT k.order_no,
+       o.so_order_no IS NOT NULL AS in_erp,
+       coalesce(cc.new_code, o.so_cust_code) AS customer_code,
+       o.so_order_date AS order_date, o.so_source AS source, o.so_order_status AS status,
+       o.so_order_total AS total, nullif(btrim(o.so_email), '') AS so_email
+  FROM _order_candidate k
+  LEFT JOIN userdebtor.erp_sales_order o ON o.so_order_no = k.order_no
+  LEFT JOIN _converted_code cc ON cc.old_code = o.so_cust_code;
+
+-- step: know the orders' accounts
+ANALYZE _order_desired;
+
+-- step: state of the orders' other accounts
+INSERT INTO _account_state (customer_code, shown, user_id)
+SELECT k.customer_code,
+       k.customer_code <> :cash_account_code
+       AND (l.user_id IS NOT NULL
+            OR EXISTS (SELECT 1 FROM userdebtor.web_customer c
+                        WHERE c.customer_code = k.customer_code AND c.is_debtor_customer)),
+       coalesce(l.user_id,
+                (SELECT min(u.user_id) FROM userdebtor.web_user u
+                  WHERE u.default_customer_code = k.customer_code HAVING count(*) = 1))
+  FROM (SELECT DISTINCT d.customer_code FROM _order_desired d
+         WHERE d.customer_code IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM _account_state s WHERE s.customer_code = d.customer_code)) k
+  LEFT JOIN userdebtor.user_debtor_link l ON l.dr_cust_code = k.customer_code AND l.state = 'active';
+
+-- step: the user each in-store order's email belongs to
+CREATE TEMP TABLE _in_store_owner ON COMMIT DROP AS
+SELECT d.order_no, count(*) AS users, min(u.user_id) AS user_id
+  FROM _order_desired d
+  JOIN userdebtor.web_user u ON lower(u.email_address) = lower(d.so_email)
+ WHERE d.customer_code = :cash_account_code AND d.source = 'POS' AND d.so_email IS NOT NULL
+ GROUP BY d.order_no;
+
+-- step: the verdict on each order
+CREATE TEMP TABLE _order_verdict ON COMMIT DROP AS
+SELECT d.*,
+       CASE WHEN NOT d.in_erp THEN 'hide'
+            WHEN d.status = ANY(CAST(:hidden_statuses AS text[])) THEN 'hide'
+            WHEN d.order_date < CAST(:cutoff AS timestamptz) THEN 'hide'
+            WHEN d.customer_code = :cash_account_code THEN
+                CASE WHEN d.source <> 'POS' OR d.so_email IS NULL OR w.order_no IS NULL THEN 'hide'
+                     WHEN w.users > 1 THEN 'ambiguous'
+                     ELSE 'show' END
+            WHEN s.shown THEN 'show'
+            ELSE 'hide' END AS verdict,
+       CASE WHEN d.customer_code = :cash_account_code THEN w.user_id ELSE s.user_id END AS user_id,
+       CASE WHEN NOT d.in_erp THEN 'gone from the ERP'
+            WHEN d.status = ANY(CAST(:hidden_statuses AS text[])) THEN 'status ' || d.status || ' is never shown online'
+            WHEN d.order_date < CAST(:cutoff AS timestamptz) THEN 'older than archive_days'
+            WHEN d.customer_code = :cash_account_code THEN
+                CASE WHEN d.source <> 'POS' THEN 'a cash-account order that is not in-store'
+                     WHEN d.so_email IS NULL THEN 'an in-store order without an email'
+                     WHEN w.order_no IS NULL THEN 'an in-store order whose email is no user''s'
+                     WHEN w.users > 1 THEN 'an in-store order whose email fits ' || w.users || ' users'
+                     ELSE 'an in-store order with the email of this user' END
+            WHEN s.shown THEN 'an order of a linked or integrated account'
+            ELSE 'the account is neither linked nor integrated' END AS why
+  FROM _order_desired d
+  LEFT JOIN _account_state s ON s.customer_code = d.customer_code
+  LEFT JOIN _in_store_owner w ON w.order_no = d.order_no;
+
+-- step: know the verdicts
+ANALYZE _order_verdict;
+
+-- step: orders to add or update
+INSERT INTO userdebtor.plan_order_history (
+    order_no, run_id, action, customer_code, user_id, order_date, source, status, total, why)
+SELECT v.order_no, :run_id, CASE WHEN h.order_no IS NULL THEN 'add' ELSE 'update' END,
+       v.customer_code, v.user_id, v.order_date, v.source, v.status, v.total, v.why
+  FROM _order_verdict v
+  LEFT JOIN web.order_history h ON h.order_no = v.order_no
+ WHERE v.verdict = 'show'
+   AND (h.order_no IS NULL
+        OR (h.customer_code, h.user_id, h.order_date, h.source, h.status, h.total)
+           IS DISTINCT FROM (v.customer_code, v.user_id, v.order_date, v.source, v.status, v.total));
+
+-- step: orders to take away
+INSERT INTO userdebtor.plan_order_history (
+    order_no, run_id, action, customer_code, user_id, order_date, source, status, total, why)
+SELECT h.order_no, :run_id, 'remove', h.customer_code, h.user_id, h.order_date, h.source, h.status, h.total, v.why
+  FROM _order_verdict v
+  JOIN web.order_history h ON h.order_no = v.order_no
+ WHERE v.verdict = 'hide';
+
+-- step: in-store orders left alone because their email fits several users
+INSERT INTO userdebtor.plan_order_history (
+    order_no, run_id, action, customer_code, user_id, order_date, source, status, total, why)
+SELECT v.order_no, :run_id, 'ambiguous', v.customer_code, NULL, v.order_date, v.source, v.status, v.total, v.why
+  FROM _order_verdict v
+ WHERE v.verdict = 'ambiguous';
+
+-- step: orders the ERP deleted (seen in a full reconcile only: the staged orders drop them then)
+INSERT INTO userdebtor.plan_order_history (
+    order_no, run_id, action, customer_code, user_id, order_date, source, status, total, why)
+SELECT h.order_no, :run_id, 'remove', h.customer_code, h.user_id, h.order_date, h.source, h.status, h.total,
+       'gone from the ERP'
+  FROM web.order_history h
+ WHERE CAST(:full_reconcile AS boolean)
+   AND NOT EXISTS (SELECT 1 FROM userdebtor.erp_sales_order o WHERE o.so_order_no = h.order_no)
+ON CONFLICT (order_no) DO NOTHING;

@@ -1,0 +1,295 @@
+"""Order history (O1, O2) end to end: ERP orders and web accounts in, the real Dagster job, web.order_history out.
+
+Most accounts here have a customer type that neither filter selects, made integrated by a web.customer row
+with is_debtor_customer (as M3 or an I1 approval would leave it), so each test sees the order rules alone.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from tests.support import add_debtor, add_template, add_user, one, rows, write_settings
+from userdebtor_pipeline.runner import SyncOutcome, run_sync
+
+pytestmark = pytest.mark.slow
+
+ACCOUNT_TYPE = "DEBTOR"  # matched by neither filter
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def env(pipeline_env, tmp_path, monkeypatch):
+    path = write_settings(tmp_path / "userdebtor.yaml")
+    monkeypatch.setenv("USERDEBTOR_CONFIG", str(path))
+    pipeline_env.settings_path = path
+    return pipeline_env
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def sync(**options: Any) -> SyncOutcome:
+    outcome = run_sync(**options)
+    assert outcome.success, (outcome.errors, outcome.failed_steps, outcome.failed_checks)
+    assert not outcome.failed_checks
+    return outcome
+
+
+def integrated_account(env, code: str, *, cash: bool = False) -> None:
+    """An ERP account and its web.customer row from the ERP (is_debtor_customer)."""
+    add_debtor(env.erp, code, None, name=f"Account {code}", cust_type="CASH" if cash else ACCOUNT_TYPE)
+    with env.web.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO web.customer (customer_code, name, status, is_debtor_customer, is_cash_account)"
+                    " VALUES (:c, :n, 'Active', true, :cash)"),
+            {"c": code, "n": f"Account {code}", "cash": cash},
+        )
+
+
+def order(erp: Engine, order_no: str, code: str, *, days_old: float = 10, status: str = "10", source: str = "WEB",
+          email: str | None = None, total: str = "100.00", stamped_now: bool = False) -> None:
+    """An ERP order, last changed when it was placed (or just now)."""
+    placed = NOW - timedelta(days=days_old)
+    with erp.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO erp.sales_order (so_order_no, so_cust_code, so_order_date, so_order_status,"
+                    " so_source, so_email, so_order_total, so_date_stamp) VALUES (:no, :c, :d, :s, :src, :e, :t,"
+                    " CASE WHEN :now THEN clock_timestamp() ELSE :d END)"),
+            {"no": order_no, "c": code, "d": placed, "s": status, "src": source, "e": email, "t": total,
+             "now": stamped_now},
+        )
+
+
+def erp_order_change(erp: Engine, order_no: str, **columns: Any) -> None:
+    """An ERP edit of an order: the ERP stamps so_date_stamp on every change."""
+    sets = ", ".join(f"{k} = :{k}" for k in columns)
+    with erp.begin() as conn:
+        conn.execute(sa.text(f"UPDATE erp.sales_order SET {sets}, so_date_stamp = clock_timestamp()"  # noqa: S608
+                             " WHERE so_order_no = :no"), {**columns, "no": order_no})
+
+
+def history(web: Engine) -> dict[str, dict[str, Any]]:
+    return {r["order_no"]: r for r in rows(web, "SELECT * FROM web.order_history ORDER BY order_no")}
+
+
+def shown(web: Engine) -> dict[str, tuple[str, int | None]]:
+    """order_no -> (customer_code, user_id), what the Order History page shows."""
+    return {no: (r["customer_code"], r["user_id"]) for no, r in history(web).items()}
+
+
+def shop(env) -> dict[str, int]:
+    """Accounts, users and orders most tests start from; returns the user ids by first name."""
+    integrated_account(env, "CASH", cash=True)
+    integrated_account(env, "C100")
+    integrated_account(env, "C200")
+    add_debtor(env.erp, "C900", None, name="Not on the web", cust_type=ACCOUNT_TYPE)
+    users = {
+        "ann": add_user(env.web, "ann@acme.test", role="B2B", default_code="C100"),
+        "bob": add_user(env.web, "bob@acme.test", role="B2B", default_code="C200"),
+        "cat": add_user(env.web, "cat@acme.test", role="B2B", default_code="C200"),
+    }
+    order(env.erp, "SO1", "C100")
+    order(env.erp, "SO2", "C100", status="61")
+    order(env.erp, "SO3", "C100", days_old=400)
+    order(env.erp, "SO4", "C200", total="250.50")
+    order(env.erp, "SO5", "C900")
+    order(env.erp, "POS1", "CASH", source="POS", email=" ANN@Acme.Test")
+    order(env.erp, "POS2", "CASH", source="POS")
+    order(env.erp, "POS3", "CASH", source="POS", email="stranger@example.test")
+    return users
+
+
+# ------------------------------------------------------------------------------------------ O1, O2
+
+
+def test_o1_o2_orders_are_shown_to_the_users_they_belong_to(env):
+    """O1: orders of integrated accounts are shown, with the account's only default user (none when two users
+    share it); hidden statuses, archived orders and accounts not on the web are not. O2: an in-store order on the
+    cash account is shown to the user whose email it carries (letter case differs); one without an email or with
+    the email of no user is left alone."""
+    users = shop(env)
+
+    outcome = sync()
+
+    assert shown(env.web) == {
+        "SO1": ("C100", users["ann"]),
+        "SO4": ("C200", None),
+        "POS1": ("CASH", users["ann"]),
+    }
+    so4 = history(env.web)["SO4"]
+    assert (so4["source"], so4["status"], str(so4["total"])) == ("WEB", "10", "250.50")
+    plan = outcome.materializations["order_history_plan"]
+    assert (plan["orders_to_add"], plan["in_store_orders_to_show"]) == (3, 1)
+    assert outcome.check_metadata["order_history_plan:planned_orders_are_complete"]["rows_checked"] == 3
+
+
+def test_o1_status_change_follows_and_a_hidden_status_takes_the_order_away(env):
+    """O1: an ERP change of an order's status or total follows to the history; status 61 takes it away."""
+    shop(env)
+    sync()
+
+    erp_order_change(env.erp, "SO1", so_order_status="20", so_order_total="120.00")
+    sync()
+    so1 = history(env.web)["SO1"]
+    assert (so1["status"], str(so1["total"])) == ("20", "120.00")
+
+    erp_order_change(env.erp, "SO1", so_order_status="61")
+    outcome = sync()
+    assert "SO1" not in history(env.web)
+    assert outcome.materializations["order_history_synced"]["orders_removed"] == 1
+
+
+def test_o1_order_deleted_in_the_erp_leaves_the_history_in_a_full_run(env):
+    """O1: an order the ERP deletes leaves the history at the next full reconcile (the incremental run cannot
+    see deletes; the staged orders drop them in a full run)."""
+    shop(env)
+    sync()
+    with env.erp.begin() as conn:
+        conn.execute(sa.text("DELETE FROM erp.sales_order WHERE so_order_no IN ('SO4', 'POS1')"))
+
+    sync()
+    assert {"SO4", "POS1"} <= set(history(env.web))
+
+    sync(full=True)
+    assert set(history(env.web)) == {"SO1"}
+
+
+def test_o1_order_that_ages_past_archive_days_leaves(env):
+    """O1: an order that passes archive_days between two runs leaves, though nothing about it changed; a shorter
+    archive_days takes older orders away at once."""
+    shop(env)
+    sync()
+    cutoff = one(env.web, "SELECT value FROM userdebtor.watermark WHERE name = 'order_history'")
+    # SO1 was dated just inside the archive window of that run: by the next run, time has moved it out.
+    with env.erp.begin() as conn:
+        conn.execute(sa.text("UPDATE erp.sales_order SET so_order_date = :d WHERE so_order_no = 'SO1'"),
+                     {"d": cutoff + timedelta(milliseconds=1)})
+    with env.web.begin() as conn:  # the staged copy as it stands (the date is not a change the ERP stamps)
+        conn.execute(sa.text("UPDATE userdebtor.erp_sales_order SET so_order_date = :d WHERE so_order_no = 'SO1'"),
+                     {"d": cutoff + timedelta(milliseconds=1)})
+
+    sync()
+    assert "SO1" not in history(env.web)
+
+    write_settings(env.settings_path, order_history={"archive_days": 5})
+    sync()
+    assert history(env.web) == {}
+
+
+def test_o1_account_no_longer_integrated_takes_its_orders_away(env):
+    """O1: when an account stops being an integrated web customer, its orders leave the history."""
+    shop(env)
+    sync()
+    with env.web.begin() as conn:
+        conn.execute(sa.text("UPDATE web.customer SET is_debtor_customer = false WHERE customer_code = 'C200'"))
+
+    sync()
+
+    assert "SO4" not in history(env.web)
+    assert "SO1" in history(env.web)
+
+
+def test_o1_orders_of_a_linked_account_belong_to_the_linked_user(env):
+    """O1: the orders of an account with a user-debtor link (made by U2) are shown to the linked user, even when
+    another user also has it as default account; they appear once the link exists."""
+    add_template(env.erp)
+    add_debtor(env.erp, "WEB_000001", "linked@acme.test", name="Linked Customer")
+    order(env.erp, "SO10", "WEB_000001")
+    sync()  # U2 makes the user, the link and the web customer
+    linked = one(env.web, "SELECT user_id FROM userdebtor.user_debtor_link WHERE dr_cust_code = 'WEB_000001'")
+    assert linked is not None
+    add_user(env.web, "other@acme.test", role="B2B", default_code="WEB_000001")
+
+    sync()
+
+    assert shown(env.web) == {"SO10": ("WEB_000001", linked)}
+
+
+def test_o1_orders_of_a_converted_account_keep_the_new_code(env):
+    """O1 with C2: after the ERP converts an account's code, its orders stay in the history under the new code,
+    run after run, even when the staged order still carries the old code."""
+    users = shop(env)
+    order(env.erp, "SO0", "C900", stamped_now=True)  # moves the extract's watermark well past SO1's stamp
+    sync()
+    with env.erp.begin() as conn:
+        conn.execute(sa.text("UPDATE erp.deb_master SET dr_cust_code = 'C150', dr_date_last_changed = now()"
+                             " WHERE dr_cust_code = 'C100'"))
+        # The ERP rewrites its orders too, without stamping them: only a full read sees the new code.
+        conn.execute(sa.text("UPDATE erp.sales_order SET so_cust_code = 'C150' WHERE so_cust_code = 'C100'"))
+        conn.execute(sa.text("INSERT INTO erp.deb_conversion (conversion_seq, old_cust_code, new_cust_code)"
+                             " VALUES (1, 'C100', 'C150')"))
+    order(env.erp, "SO6", "C150", stamped_now=True)
+
+    sync()
+    assert one(env.web, "SELECT so_cust_code FROM userdebtor.erp_sales_order WHERE so_order_no = 'SO1'") == "C100"
+    assert shown(env.web)["SO1"] == ("C150", users["ann"])
+    assert shown(env.web)["SO6"] == ("C150", users["ann"])
+
+    erp_order_change(env.erp, "SO1", so_order_status="20")
+    sync()
+    assert shown(env.web)["SO1"] == ("C150", users["ann"])
+    assert history(env.web)["SO1"]["status"] == "20"
+
+    outcome = sync(full=True)
+    assert shown(env.web)["SO1"] == ("C150", users["ann"])
+    assert outcome.materializations["order_history_synced"]["orders_written"] == 0
+
+
+def test_o2_user_who_registers_later_sees_their_in_store_orders(env):
+    """O2: an in-store order whose email is no user's is left alone until a user with that email appears."""
+    shop(env)
+    sync()
+    assert "POS3" not in history(env.web)
+
+    stranger = add_user(env.web, "Stranger@example.test", role="B2C", default_code="CASH")
+    sync()
+
+    assert shown(env.web)["POS3"] == ("CASH", stranger)
+
+
+def test_o2_in_store_order_whose_email_fits_several_users_is_left_alone_and_reported(env):
+    """O2: when two web users carry the same email (a web database that does not enforce case-insensitive
+    uniqueness), the in-store order is shown to neither and reported."""
+    integrated_account(env, "CASH", cash=True)
+    with env.web.begin() as conn:
+        conn.execute(sa.text("DROP INDEX web.app_user_email_ci_key"))
+    add_user(env.web, "sam@acme.test", role="B2B")
+    add_user(env.web, "SAM@acme.test", role="B2B")
+    order(env.erp, "POS9", "CASH", source="POS", email="Sam@Acme.test")
+
+    outcome = sync()
+
+    assert history(env.web) == {}
+    assert outcome.materializations["order_history_synced"]["in_store_orders_ambiguous"] == 1
+    problem = rows(env.web, "SELECT * FROM userdebtor.problem WHERE subject = 'order:POS9'")
+    assert problem and problem[0]["rule"] == "O2" and "2 users" in problem[0]["detail"]
+
+
+def test_o1_rerun_changes_nothing(env):
+    """O1/O2: a second run, incremental or full, writes nothing: same rows, same updated_at."""
+    shop(env)
+    sync()
+    before = history(env.web)
+
+    again = sync()
+    full = sync(full=True)
+
+    assert history(env.web) == before
+    for outcome in (again, full):
+        synced = outcome.materializations["order_history_synced"]
+        assert (synced["orders_written"], synced["orders_removed"]) == (0, 0)
+
+
+def test_o1_dry_run_writes_nothing(env):
+    """O1 with --dry-run: the planned orders are reported, web.order_history is not touched."""
+    shop(env)
+
+    outcome = sync(dry_run=True)
+
+    assert history(env.web) == {}
+    assert outcome.materializations["order_history_synced"]["would_add"] == 3

@@ -1,0 +1,159 @@
+"""The writes of instant accounts that go one decision at a time (I1 approvals, I2 re-verification emails).
+
+Each runs in the caller's transaction, so a user, their links, their token, their email and the stamp that
+says the request or the login was decided commit together or not at all: a rerun after a crash ends the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from userdebtor_pipeline.defs.common import sql_steps
+from userdebtor_pipeline.defs.customer_mirror import mirror_customers
+from userdebtor_pipeline.email import email_queued, issue_token, queue_email, token_link
+from userdebtor_pipeline.settings import Settings
+
+# What a website may show the person who registered, by reason_kind of plan_registrations.sql.
+# {email}, {account} (the account the request names) and {accounts} (the accounts found) are filled in.
+REGISTRATION_REASONS: dict[str, str] = {
+    "approved": "Approved: this email address is on account(s) {accounts}. "
+    "We have sent an email with a link to confirm the address.",
+    "malformed_email": "\"{email}\" is not a valid email address. Please check it and register again.",
+    "no_account": "We could not find a customer account for this email address. Please register with the "
+    "email address your account knows you by, or contact us.",
+    "only_cash_account": "This email address is only known from our cash sales, which cannot be used to log "
+    "in for account ordering. Please contact us to open an account.",
+    "account_excluded": "The account for this email address cannot be used for online ordering. "
+    "Please contact us.",
+    "account_closed": "The account for this email address is closed. Please contact us to reopen it.",
+    "named_account_not_yours": "Account {account} is not one of the accounts of this email address. Please "
+    "check the account number, or register without one.",
+    "named_cash_account": "Account {account} is our cash sales account and cannot be used for online "
+    "ordering. Please register without an account number, or contact us.",
+    "named_account_excluded": "Account {account} cannot be used for online ordering. Please contact us.",
+    "named_account_closed": "Account {account} is closed. Please contact us to reopen it.",
+}
+
+
+@cache
+def _open_account_steps() -> dict[str, str]:
+    return dict(sql_steps("instant_accounts/open_account.sql"))
+
+
+def _step(conn: Connection, name: str, params: dict[str, object]) -> sa.CursorResult:
+    return conn.execute(sa.text(_open_account_steps()[name]), params)
+
+
+@dataclass(frozen=True)
+class ApprovedRequest:
+    """One row of userdebtor.plan_registration with decision 'approve'."""
+
+    request_id: int
+    email_address: str
+    reason: str
+    qualifying_codes: list[str]
+    default_code: str
+    contact_name: str | None
+
+
+@dataclass(frozen=True)
+class OpenedAccount:
+    request_id: int
+    user_id: int
+    user_created: bool
+    accounts: list[str]
+    customers_mirrored: int
+    email_queued: bool
+
+
+def open_instant_account(conn: Connection, request: ApprovedRequest, settings: Settings) -> OpenedAccount | None:
+    """I1 for one approved request: user, default account, links, web customers, verify email, request approved.
+
+    None when the request is no longer pending (another run, or the website, decided it meanwhile).
+    """
+    config = settings.instant_accounts
+    status = _step(conn, "lock the request", {"request_id": request.request_id}).scalar_one_or_none()
+    if status != "pending":
+        return None
+    user_id = _step(conn, "find the user", {"email_address": request.email_address}).scalar_one_or_none()
+    created = user_id is None
+    if created:
+        user_id = _step(
+            conn,
+            "create the user",
+            {"email_address": request.email_address, "name": request.contact_name, "role": config.default_role,
+             "default_code": request.default_code},
+        ).scalar_one()
+    else:
+        _step(conn, "give a reused user a default account", {"user_id": user_id, "default_code": request.default_code})
+    codes = list(request.qualifying_codes)
+    lacking = list(_step(conn, "accounts without a web customer", {"codes": codes}).scalars())
+    mirrored = mirror_customers(conn, lacking, config.cash_account_code)
+    _step(conn, "link the accounts", {"user_id": user_id, "codes": codes, "role": config.default_role})
+    _step(conn, "remember the instant-account user", {"user_id": user_id, "request_id": request.request_id})
+    queued = _queue_verify_email(conn, request, int(user_id), settings)
+    _step(conn, "approve the request", {"request_id": request.request_id, "reason": request.reason,
+                                        "user_id": user_id})
+    return OpenedAccount(request_id=request.request_id, user_id=int(user_id), user_created=created, accounts=codes,
+                         customers_mirrored=mirrored, email_queued=queued)
+
+
+def _queue_verify_email(conn: Connection, request: ApprovedRequest, user_id: int, settings: Settings) -> bool:
+    dedupe_key = f"instant_verify:{request.request_id}"
+    if email_queued(conn, dedupe_key):  # no second token for an email that exists already
+        return False
+    hours = settings.instant_accounts.token_ttl_hours
+    token = issue_token(conn, user_id, "verify_email", hours)
+    return queue_email(
+        conn,
+        template="instant_account_verify",
+        to_address=request.email_address,
+        context={
+            "link": token_link(settings.email.site_url, "verify_email", token),
+            "name": request.contact_name,
+            "email_address": request.email_address.strip(),
+            "accounts": list(request.qualifying_codes),
+            "expires_hours": hours,
+            "site_url": settings.email.site_url,
+        },
+        dedupe_key=dedupe_key,
+        templates_dir=settings.email.templates_dir,
+    ) is not None
+
+
+@dataclass(frozen=True)
+class ReverifyLogin:
+    """One login of plan_login with outcome 'reverify_required'."""
+
+    event_id: int
+    user_id: int
+    email_address: str
+    name: str | None
+
+
+def queue_reverify_email(conn: Connection, login: ReverifyLogin, settings: Settings) -> bool:
+    """I2: a one-time reverify link for this login; once per login event, whatever the reruns."""
+    dedupe_key = f"instant_reverify:{login.event_id}"
+    if email_queued(conn, dedupe_key):
+        return False
+    config = settings.instant_accounts
+    token = issue_token(conn, login.user_id, "reverify", config.token_ttl_hours)
+    return queue_email(
+        conn,
+        template="instant_account_reverify",
+        to_address=login.email_address,
+        context={
+            "link": token_link(settings.email.site_url, "reverify", token),
+            "name": login.name,
+            "email_address": login.email_address,
+            "days": config.reverify_after_days,
+            "expires_hours": config.token_ttl_hours,
+            "site_url": settings.email.site_url,
+        },
+        dedupe_key=dedupe_key,
+        templates_dir=settings.email.templates_dir,
+    ) is not None

@@ -1,0 +1,420 @@
+"""Instant accounts (I1-I3): sign-ups decided from ERP contacts and debtor emails, logins checked, emails verified.
+
+registration_decisions (plan) -> check -> instant_accounts_opened (load)
+verified_tokens_applied (load) -> login_decisions (plan) -> check -> login_decisions_applied (load)
+
+Tokens go first: a person who confirmed their email and then logged in is judged with the confirmation known.
+"""
+
+from typing import Any
+
+import dagster as dg
+import great_expectations as gx
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from userdebtor_pipeline.defs.common import (
+    EMAIL_PATTERN,
+    Stopwatch,
+    counts_metadata,
+    markdown_table,
+    run_sql,
+    sample,
+    sql_steps,
+)
+from userdebtor_pipeline.defs.extract.assets import change_window
+from userdebtor_pipeline.defs.instant_accounts.accounts import (
+    REGISTRATION_REASONS,
+    ApprovedRequest,
+    ReverifyLogin,
+    open_instant_account,
+    queue_reverify_email,
+)
+from userdebtor_pipeline.defs.instant_accounts.expectations import check_frame
+from userdebtor_pipeline.defs.problems import Problem, record_problems
+from userdebtor_pipeline.defs.resources import RunOptions, SyncSettings, WebDatabase
+from userdebtor_pipeline.settings import InstantAccountSettings
+
+PLAN = "plan"
+LOAD = "load"
+# The loads of U2 and M1 that make users from ERP debtors and contacts. An approval runs after them, so it
+# reuses the user they made for the same email instead of making it first under their planned feet.
+USER_CREATING_LOADS = [dg.AssetKey("web_users_created"), dg.AssetKey("contact_links_applied")]
+
+
+def _disabled() -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"enabled": False, "note": "instant_accounts.enabled is false: nothing done"})
+
+
+def _counts(conn: Connection, query: str, params: dict[str, Any]) -> dict[str, int]:
+    return {str(k): int(v) for k, v in conn.execute(sa.text(query), params).all()}
+
+
+# ------------------------------------------------------------------------------------------ I1 sign-ups
+
+_REGISTRATION_SAMPLE = (
+    "SELECT request_id, email_address, account_code, decision, reason_kind,"
+    " array_to_string(qualifying_codes, ', ') AS accounts, existing_user_id, reason"
+    " FROM userdebtor.plan_registration WHERE run_id = :run_id ORDER BY decision, request_id"
+)
+
+
+def _registration_params(run_id: str, config: InstantAccountSettings) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "cash_account_code": config.cash_account_code,
+        "excluded_codes": list(config.excluded_account_codes),
+        "email_pattern": EMAIL_PATTERN,
+        "reason_kinds": list(REGISTRATION_REASONS),
+        "reason_texts": list(REGISTRATION_REASONS.values()),
+    }
+
+
+@dg.asset(
+    group_name=PLAN,
+    deps=[change_window],
+    description="I1: each pending registration request, approved with its qualifying accounts (not the cash "
+    "account, not excluded, not closed) or rejected with a reason a website can show.",
+)
+def registration_decisions(context: dg.AssetExecutionContext, web: WebDatabase,
+                           settings: SyncSettings) -> dg.MaterializeResult:
+    watch = Stopwatch()
+    config = settings.get().instant_accounts
+    if not config.enabled:
+        return _disabled()
+    params = _registration_params(context.run_id, config)
+    with web.engine.begin() as conn:
+        run_sql(conn, "instant_accounts/plan_registrations.sql", params)
+        by_kind = _counts(conn, "SELECT reason_kind, count(*) FROM userdebtor.plan_registration"
+                                " WHERE run_id = :run_id GROUP BY reason_kind", params)
+        new_users = conn.execute(
+            sa.text("SELECT count(*) FROM userdebtor.plan_registration"
+                    " WHERE run_id = :run_id AND decision = 'approve' AND existing_user_id IS NULL"),
+            params,
+        ).scalar_one()
+        preview = sample(conn, _REGISTRATION_SAMPLE, params)
+    approved = by_kind.get("approved", 0)
+    return dg.MaterializeResult(
+        metadata=counts_metadata(
+            {"requests_pending": sum(by_kind.values()), "to_approve": approved,
+             "to_reject": sum(by_kind.values()) - approved, "users_to_create": int(new_users)},
+            watch.seconds,
+            decisions_by_reason=dg.MetadataValue.json(by_kind),
+            decisions=dg.MetadataValue.md(preview),
+        )
+    )
+
+
+@dg.asset_check(
+    asset=registration_decisions,
+    blocking=True,
+    description="No approval links the cash account, an excluded or a closed account; every approval has an "
+    "account, includes the account its request names, and the role for new users exists.",
+)
+def approvals_link_only_qualifying_accounts(context: dg.AssetCheckExecutionContext, web: WebDatabase,
+                                            settings: SyncSettings) -> dg.AssetCheckResult:
+    config = settings.get().instant_accounts
+    with web.engine.connect() as conn:
+        frame = pd.DataFrame(
+            conn.execute(
+                sa.text(
+                    "SELECT p.request_id, p.email_address, p.account_code AS named_account, a.code AS account_code,"
+                    "       d.dr_account_status AS account_status,"
+                    "       (p.account_code IS NULL OR EXISTS (SELECT 1 FROM unnest(p.qualifying_codes) q"
+                    "            WHERE upper(q) = upper(p.account_code))) AS named_account_included,"
+                    "       EXISTS (SELECT 1 FROM web.role r WHERE r.role_name = :role) AS role_exists"
+                    "  FROM userdebtor.plan_registration p"
+                    "  LEFT JOIN LATERAL unnest(p.qualifying_codes) AS a(code) ON true"
+                    "  LEFT JOIN userdebtor.erp_debtor d ON d.dr_cust_code = a.code"
+                    " WHERE p.run_id = :run_id AND p.decision = 'approve'"
+                    " ORDER BY p.request_id, a.code"
+                ),
+                {"run_id": context.run.run_id, "role": config.default_role},
+            ).mappings().all(),
+            columns=["request_id", "email_address", "named_account", "account_code", "account_status",
+                     "named_account_included", "role_exists"],
+        )
+    never_linked = [config.cash_account_code, *config.excluded_account_codes]
+    return check_frame(
+        frame,
+        [
+            gx.expectations.ExpectColumnValuesToNotBeNull(column="account_code"),
+            gx.expectations.ExpectColumnValuesToNotBeInSet(column="account_code", value_set=never_linked),
+            gx.expectations.ExpectColumnValuesToNotBeNull(column="account_status"),
+            gx.expectations.ExpectColumnValuesToNotBeInSet(column="account_status", value_set=["C"]),
+            gx.expectations.ExpectColumnValuesToBeInSet(column="named_account_included", value_set=[True]),
+            gx.expectations.ExpectColumnValuesToBeInSet(column="role_exists", value_set=[True]),
+        ],
+        name="approved_account_links",
+        what="account links of approved requests",
+        never_linked=", ".join(never_linked),
+        default_role=config.default_role,
+    )
+
+
+def _approved_requests(conn: Connection, run_id: str) -> list[ApprovedRequest]:
+    rows = conn.execute(
+        sa.text(
+            "SELECT request_id, email_address, reason, qualifying_codes, default_code, contact_name"
+            " FROM userdebtor.plan_registration WHERE run_id = :run_id AND decision = 'approve'"
+            " ORDER BY request_id"
+        ),
+        {"run_id": run_id},
+    ).mappings().all()
+    return [ApprovedRequest(**row) for row in rows]
+
+
+@dg.asset(
+    group_name=LOAD,
+    deps=[registration_decisions, *USER_CREATING_LOADS],
+    description="I1: opens the approved instant accounts (user, links, web customers, verify email) and stamps "
+    "every decided request; one transaction per approval, rejections in one statement.",
+)
+def instant_accounts_opened(context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings,
+                            run_options: RunOptions) -> dg.MaterializeResult:
+    watch = Stopwatch()
+    config = settings.get()
+    if not config.instant_accounts.enabled:
+        return _disabled()
+    params = {"run_id": context.run.run_id}
+    with web.engine.connect() as conn:
+        approved = _approved_requests(conn, context.run_id)
+        to_reject = conn.execute(
+            sa.text("SELECT count(*) FROM userdebtor.plan_registration WHERE run_id = :run_id AND decision = 'reject'"),
+            params,
+        ).scalar_one()
+        preview = sample(conn, _REGISTRATION_SAMPLE, params)
+    if run_options.dry_run:
+        return dg.MaterializeResult(
+            metadata=counts_metadata(
+                {"would_approve": len(approved), "would_reject": int(to_reject)}, watch.seconds,
+                dry_run=True, decisions=dg.MetadataValue.md(preview),
+            )
+        )
+
+    with web.engine.begin() as conn:
+        rejected = run_sql(conn, "instant_accounts/reject_registrations.sql", params)
+    opened = []
+    for request in approved:
+        # One transaction per person: one bad row cannot hold back the others' accounts, and each
+        # approval's user, links, token, email and stamp commit together.
+        with web.engine.begin() as conn:
+            result = open_instant_account(conn, request, config)
+        if result is not None:
+            opened.append(result)
+    rows = [
+        {"request_id": o.request_id, "user_id": o.user_id, "user": "created" if o.user_created else "reused",
+         "accounts": ", ".join(o.accounts), "verify_email_queued": o.email_queued}
+        for o in opened
+    ]
+    return dg.MaterializeResult(
+        metadata=counts_metadata(
+            {
+                "requests_approved": len(opened),
+                "requests_rejected": sum(rejected.values()),
+                "users_created": sum(o.user_created for o in opened),
+                "users_reused": sum(not o.user_created for o in opened),
+                "accounts_linked": sum(len(o.accounts) for o in opened),
+                "web_customers_created": sum(o.customers_mirrored for o in opened),
+                "verify_emails_queued": sum(o.email_queued for o in opened),
+            },
+            watch.seconds,
+            approved=dg.MetadataValue.md(markdown_table(rows)),
+            decisions=dg.MetadataValue.md(preview),
+        )
+    )
+
+
+# ------------------------------------------------------------------------------------------ I3 tokens
+
+_TOKEN_PROBLEMS = {
+    "expired": ("token_expired", "The {purpose} link of user {user_id} was followed at {used_at}, after it expired; "
+                "nothing was changed. The person can ask for a new link."),
+    "used_again": ("token_used_again", "The {purpose} link of user {user_id} was followed again at {used_at}; a "
+                   "link works once, so nothing was changed."),
+    "no_user": ("token_without_user", "The {purpose} link of user {user_id} was followed, but the user no longer "
+                "exists; nothing was changed."),
+}
+_TOKEN_SUMMARY = (
+    "SELECT verdict, purpose, user_id, used_at, expires_at, left(token_hash, 12) AS token"
+    " FROM _followed_token ORDER BY verdict, used_at"
+)
+
+
+@dg.asset(
+    group_name=LOAD,
+    deps=[change_window],
+    description="I3: each followed verify_email / reverify link makes its user Active and verified, once; a "
+    "link followed again or after it expired changes nothing and is reported.",
+)
+def verified_tokens_applied(context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings,
+                            run_options: RunOptions) -> dg.MaterializeResult:
+    watch = Stopwatch()
+    config = settings.get()
+    if not config.instant_accounts.enabled:
+        return _disabled()
+    steps = sql_steps("instant_accounts/apply_verified_tokens.sql")
+    params = {"run_id": context.run.run_id}
+    with web.engine.connect() as conn, conn.begin() as tx:
+        counts: dict[str, int] = {}
+        for name, statement in steps:
+            if run_options.dry_run and name not in ("followed tokens not dealt with yet", "find them"):
+                continue
+            counts[name] = conn.execute(sa.text(statement), params).rowcount
+        by_verdict = _counts(conn, "SELECT verdict, count(*) FROM _followed_token GROUP BY verdict", params)
+        preview = sample(conn, _TOKEN_SUMMARY)
+        problems = []
+        for row in conn.execute(sa.text("SELECT * FROM _followed_token WHERE verdict <> 'apply'")):
+            kind, text = _TOKEN_PROBLEMS[row.verdict]
+            detail = text.format(purpose=row.purpose, user_id=row.user_id, used_at=row.used_at)
+            problems.append(Problem(kind=kind, rule="I3", subject=f"token:{row.token_hash[:16]}", detail=detail))
+        if run_options.dry_run:
+            tx.rollback()
+        else:
+            record_problems(conn, config, context.run_id, problems)
+    result = {
+        "tokens_applied" if not run_options.dry_run else "tokens_to_apply": by_verdict.get("apply", 0),
+        "tokens_expired": by_verdict.get("expired", 0),
+        "tokens_used_again": by_verdict.get("used_again", 0),
+        "tokens_without_user": by_verdict.get("no_user", 0),
+        "users_verified": max(counts.get("verify the users", 0), 0),
+    }
+    return dg.MaterializeResult(
+        metadata=counts_metadata(result, watch.seconds, dry_run=run_options.dry_run,
+                                 tokens=dg.MetadataValue.md(preview),
+                                 note="A link works once: one followed again or after it expired changes nothing.")
+    )
+
+
+# ------------------------------------------------------------------------------------------ I2 logins
+
+_LOGIN_SAMPLE = (
+    "SELECT event_id, user_id, email_address, occurred_at, previous_login_at, outcome, reason"
+    " FROM userdebtor.plan_login WHERE run_id = :run_id ORDER BY outcome, occurred_at, event_id"
+)
+LOGIN_OUTCOMES = ["allowed", "reverify_required", "refused", "skipped"]
+
+
+@dg.asset(
+    group_name=PLAN,
+    deps=[change_window, verified_tokens_applied],
+    description="I2: each unprocessed login of an instant-account user, in occurred_at order: refused when no "
+    "qualifying account lists the email any more, reverify_required after reverify_after_days, else allowed.",
+)
+def login_decisions(context: dg.AssetExecutionContext, web: WebDatabase,
+                    settings: SyncSettings) -> dg.MaterializeResult:
+    watch = Stopwatch()
+    config = settings.get().instant_accounts
+    if not config.enabled:
+        return _disabled()
+    params = {
+        "run_id": context.run_id,
+        "default_role": config.default_role,
+        "cash_account_code": config.cash_account_code,
+        "excluded_codes": list(config.excluded_account_codes),
+        "reverify_after_days": config.reverify_after_days,
+    }
+    with web.engine.begin() as conn:
+        run_sql(conn, "instant_accounts/plan_logins.sql", params)
+        by_outcome = _counts(conn, "SELECT outcome, count(*) FROM userdebtor.plan_login"
+                                   " WHERE run_id = :run_id GROUP BY outcome", params)
+        preview = sample(conn, _LOGIN_SAMPLE, params)
+    return dg.MaterializeResult(
+        metadata=counts_metadata(
+            {f"logins_{outcome}": by_outcome.get(outcome, 0) for outcome in LOGIN_OUTCOMES},
+            watch.seconds,
+            reverify_after_days=config.reverify_after_days,
+            decisions=dg.MetadataValue.md(preview),
+        )
+    )
+
+
+@dg.asset_check(
+    asset=login_decisions,
+    blocking=True,
+    description="Every login is decided once, with a known outcome and a reason in words.",
+)
+def login_decisions_are_complete(context: dg.AssetCheckExecutionContext, web: WebDatabase) -> dg.AssetCheckResult:
+    with web.engine.connect() as conn:
+        frame = pd.DataFrame(
+            conn.execute(
+                sa.text("SELECT event_id, user_id, outcome, reason FROM userdebtor.plan_login"
+                        " WHERE run_id = :run_id ORDER BY event_id"),
+                {"run_id": context.run.run_id},
+            ).mappings().all(),
+            columns=["event_id", "user_id", "outcome", "reason"],
+        )
+    return check_frame(
+        frame,
+        [
+            gx.expectations.ExpectColumnValuesToBeUnique(column="event_id"),
+            gx.expectations.ExpectColumnValuesToBeInSet(column="outcome", value_set=LOGIN_OUTCOMES),
+            gx.expectations.ExpectColumnValuesToNotBeNull(column="reason"),
+        ],
+        name="login_decisions",
+        what="login decisions",
+    )
+
+
+def _reverify_logins(conn: Connection, run_id: str) -> list[ReverifyLogin]:
+    rows = conn.execute(
+        sa.text(
+            "SELECT p.event_id, p.user_id, u.email_address, u.name"
+            "  FROM userdebtor.plan_login p"
+            "  JOIN web.login_event e ON e.event_id = p.event_id AND e.processed_at IS NULL"
+            "  JOIN web.app_user u ON u.user_id = p.user_id"
+            " WHERE p.run_id = :run_id AND p.outcome = 'reverify_required'"
+            " ORDER BY p.occurred_at, p.event_id"
+            " FOR UPDATE OF e"
+        ),
+        {"run_id": run_id},
+    ).mappings().all()
+    return [ReverifyLogin(**row) for row in rows]
+
+
+@dg.asset(
+    group_name=LOAD,
+    deps=[login_decisions],
+    description="I2: applies the login decisions in one transaction: last_login_at, Expired with a reverify "
+    "email (password untouched), Deactivated, and each login event stamped processed.",
+)
+def login_decisions_applied(context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings,
+                            run_options: RunOptions) -> dg.MaterializeResult:
+    watch = Stopwatch()
+    config = settings.get()
+    if not config.instant_accounts.enabled:
+        return _disabled()
+    params = {"run_id": context.run.run_id}
+    if run_options.dry_run:
+        with web.engine.connect() as conn:
+            by_outcome = _counts(conn, "SELECT outcome, count(*) FROM userdebtor.plan_login"
+                                       " WHERE run_id = :run_id GROUP BY outcome", params)
+            preview = sample(conn, _LOGIN_SAMPLE, params)
+        return dg.MaterializeResult(
+            metadata=counts_metadata({f"would_{k}": v for k, v in by_outcome.items()}, watch.seconds,
+                                     dry_run=True, decisions=dg.MetadataValue.md(preview))
+        )
+    with web.engine.begin() as conn:
+        # Emails first, while the events are locked and still unprocessed; the stamps follow in this transaction.
+        emails = sum(queue_reverify_email(conn, login, config) for login in _reverify_logins(conn, context.run_id))
+        counts = run_sql(conn, "instant_accounts/apply_logins.sql", params)
+        preview = sample(conn, _LOGIN_SAMPLE, params)
+    return dg.MaterializeResult(
+        metadata=counts_metadata(
+            {
+                "logins_stamped": counts["stamp the login events"],
+                "users_last_login_moved": counts["allowed logins move the last login forward"],
+                "users_expired": counts["users whose login needs a new confirmation expire"],
+                "users_deactivated": counts["users no account lists any more are deactivated"],
+                "reverify_emails_queued": emails,
+            },
+            watch.seconds,
+            decisions=dg.MetadataValue.md(preview),
+        )
+    )
+
+
+assets = [registration_decisions, instant_accounts_opened, verified_tokens_applied, login_decisions,
+          login_decisions_applied]
+asset_checks = [approvals_link_only_qualifying_accounts, login_decisions_are_complete]

@@ -1,0 +1,49 @@
+"""A Great Expectations verdict on a plan frame (userdebtor_pipeline.quality) as a Dagster check result.
+
+Used by the instant-account and the order-history checks: the verdict travels with the rows behind it.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from userdebtor_pipeline.defs.common import markdown_table
+from userdebtor_pipeline.quality import FrameVerdict, validate_frame
+
+FAILING_ROWS_SHOWN = 20
+
+
+def failing_mask(frame: pd.DataFrame, verdict: FrameVerdict) -> pd.Series:
+    """Which of the frame's rows are behind the failures (GX reports failing values; a person wants the rows)."""
+    failing = pd.Series(False, index=frame.index)
+    for failure in verdict.failures:
+        column = frame[failure["column"]]
+        if failure["expectation"] == "ExpectColumnValuesToNotBeNull":
+            failing |= column.isna()
+        else:
+            failing |= column.isin([v for v in failure["sample"] if not pd.isna(v)])
+    return failing
+
+
+def check_frame(frame: pd.DataFrame, expectations: Sequence[Any], name: str, what: str,
+                **extra: Any) -> dg.AssetCheckResult:
+    """Validate `frame` and return the check result: readable summary, expectations, failing rows."""
+    verdict = validate_frame(frame, expectations, name)
+    failing = frame[failing_mask(frame, verdict)]
+    shown = failing.head(FAILING_ROWS_SHOWN)
+    rows = shown.astype(object).where(shown.notna(), None).to_dict("records")
+    summary = (f"All {verdict.rows} {what} meet the {len(expectations)} expectations." if verdict.passed
+               else f"{what.capitalize()} fail: {verdict.summary()}.")
+    return dg.AssetCheckResult(
+        passed=verdict.passed,
+        metadata={
+            "summary": summary,
+            "rows_checked": dg.MetadataValue.int(verdict.rows),
+            "rows_failing": dg.MetadataValue.int(len(failing)),
+            "expectations": dg.MetadataValue.md(verdict.markdown()),
+            "failing_rows": dg.MetadataValue.md(markdown_table(rows)),
+            **extra,
+        },
+    )

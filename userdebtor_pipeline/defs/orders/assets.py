@@ -1,0 +1,242 @@
+"""Order history (O1, O2): the ERP's orders of linked and integrated accounts, and in-store orders by email, on the web.
+
+order_history_plan (plan) -> check -> order_history_synced (load)
+
+The plan looks at what changed since the last good run (orders by change_seq, accounts that became linked or
+changed hands, users whose email may own in-store orders, orders that aged past archive_days) and diffs that
+against web.order_history; a full reconcile looks at everything and also takes away orders the ERP deleted.
+"""
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+import great_expectations as gx
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from userdebtor_pipeline.defs.common import Stopwatch, change_window, counts_metadata, run_sql, sample
+from userdebtor_pipeline.defs.extract.assets import change_window as change_window_asset
+from userdebtor_pipeline.defs.extract.staging import read_watermark
+from userdebtor_pipeline.defs.instant_accounts.expectations import check_frame
+from userdebtor_pipeline.defs.problems import Problem, record_problems
+from userdebtor_pipeline.defs.resources import RunOptions, SyncSettings, WebDatabase
+from userdebtor_pipeline.settings import Settings
+
+PLAN = "plan"
+LOAD = "load"
+WATERMARK = "order_history"  # its value: the archive cut-off of the last load; its note: the settings digest
+# The check reads at most this many planned writes, the doubtful ones first, so its verdict holds for all.
+CHECK_ROW_LIMIT = 50_000
+
+_PLAN_SAMPLE = (
+    "SELECT action, order_no, customer_code, user_id, order_date, source, status, total, why"
+    " FROM userdebtor.plan_order_history WHERE run_id = :run_id ORDER BY action, order_no"
+)
+_ACCOUNT_SAMPLE = (
+    "SELECT action, customer_code, user_id, previous_user_id FROM userdebtor.plan_order_account"
+    " WHERE run_id = :run_id ORDER BY action, customer_code"
+)
+
+
+def _settings_digest(settings: Settings) -> str:
+    """What the whole history depends on: when it changes, the next run reconciles every order."""
+    history, instant = settings.order_history, settings.instant_accounts
+    text = "\x00".join([str(history.archive_days), *sorted(history.hidden_statuses), "|", instant.cash_account_code])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _counts(conn: Connection, query: str, params: dict[str, Any]) -> dict[str, int]:
+    return {str(k): int(v) for k, v in conn.execute(sa.text(query), params).all()}
+
+
+@dg.asset(
+    group_name=PLAN,
+    deps=[change_window_asset],
+    description="O1/O2: the orders web.order_history should add, update or take away (hidden statuses, older "
+    "than archive_days, no longer linked, deleted in the ERP), and in-store orders matched to a user by email.",
+)
+def order_history_plan(context: dg.AssetExecutionContext, web: WebDatabase,
+                       settings: SyncSettings) -> dg.MaterializeResult:
+    watch = Stopwatch()
+    config = settings.get()
+    if not config.order_history.enabled:
+        return dg.MaterializeResult(metadata={"enabled": False, "note": "order_history.enabled is false"})
+    digest = _settings_digest(config)
+    with web.engine.begin() as conn:
+        window = change_window(conn, context.run_id)
+        previous_cutoff, previous_digest = read_watermark(conn, WATERMARK)
+        # New archive or status settings (or a history never made) change every order's verdict.
+        full = window.full or previous_digest != digest
+        cutoff = datetime.now(UTC) - timedelta(days=config.order_history.archive_days)
+        params = {
+            "run_id": context.run_id,
+            "full_reconcile": full,
+            "since": 0 if full else window.since,
+            "cash_account_code": config.instant_accounts.cash_account_code,
+            "hidden_statuses": list(config.order_history.hidden_statuses),
+            "cutoff": cutoff,
+            "previous_cutoff": previous_cutoff,
+        }
+        conn.execute(sa.text("DELETE FROM userdebtor.plan_order_history_run"))
+        conn.execute(
+            sa.text("INSERT INTO userdebtor.plan_order_history_run (run_id, full_reconcile, cutoff, settings_digest)"
+                    " VALUES (:run_id, :full, :cutoff, :digest)"),
+            {"run_id": context.run_id, "full": full, "cutoff": cutoff, "digest": digest},
+        )
+        steps = run_sql(conn, "orders/plan_order_history.sql", params)
+        by_action = _counts(conn, "SELECT action, count(*) FROM userdebtor.plan_order_history"
+                                  " WHERE run_id = :run_id GROUP BY action", params)
+        accounts = _counts(conn, "SELECT action, count(*) FROM userdebtor.plan_order_account"
+                                 " WHERE run_id = :run_id GROUP BY action", params)
+        in_store = conn.execute(
+            sa.text("SELECT count(*) FROM userdebtor.plan_order_history WHERE run_id = :run_id"
+                    " AND action IN ('add', 'update') AND customer_code = :cash"),
+            {"run_id": context.run.run_id, "cash": config.instant_accounts.cash_account_code},
+        ).scalar_one()
+        orders_preview = sample(conn, _PLAN_SAMPLE, params)
+        accounts_preview = sample(conn, _ACCOUNT_SAMPLE, params)
+    return dg.MaterializeResult(
+        metadata=counts_metadata(
+            {
+                "orders_looked_at": steps.get("orders changed since the last run (every order in a full reconcile)", 0)
+                + steps.get("orders of the accounts that change hands", 0)
+                + steps.get("in-store orders whose email is a new or changed user's", 0)
+                + steps.get("orders that passed archive_days since the last run", 0),
+                "orders_to_add": by_action.get("add", 0),
+                "orders_to_update": by_action.get("update", 0),
+                "orders_to_remove": by_action.get("remove", 0),
+                "in_store_orders_to_show": int(in_store),
+                "in_store_orders_ambiguous": by_action.get("ambiguous", 0),
+                "accounts_added": accounts.get("add", 0),
+                "accounts_changing_user": accounts.get("change_user", 0),
+                "accounts_removed": accounts.get("remove", 0),
+            },
+            watch.seconds,
+            mode="full" if full else "changed_since",
+            since_seq=dg.MetadataValue.int(params["since"]),
+            archive_cutoff=cutoff.isoformat(timespec="seconds"),
+            planned_orders=dg.MetadataValue.md(orders_preview),
+            planned_accounts=dg.MetadataValue.md(accounts_preview),
+        )
+    )
+
+
+@dg.asset_check(
+    asset=order_history_plan,
+    blocking=True,
+    description="Every order to show has an order number, a customer code, a date, a source, a status that is "
+    "shown online and a total; an in-store order on the cash account is shown only with its user.",
+)
+def planned_orders_are_complete(context: dg.AssetCheckExecutionContext, web: WebDatabase,
+                                settings: SyncSettings) -> dg.AssetCheckResult:
+    config = settings.get()
+    with web.engine.connect() as conn:
+        total = conn.execute(
+            sa.text("SELECT count(*) FROM userdebtor.plan_order_history WHERE run_id = :run_id"
+                    " AND action IN ('add', 'update')"),
+            {"run_id": context.run.run_id},
+        ).scalar_one()
+        # Doubtful rows first: whatever the size of the plan, any broken row is in the frame.
+        frame = pd.DataFrame(
+            conn.execute(
+                sa.text(
+                    "SELECT order_no, action, customer_code, user_id, order_date, source, status, total,"
+                    "       (customer_code IS DISTINCT FROM :cash OR user_id IS NOT NULL) AS cash_order_has_user"
+                    "  FROM userdebtor.plan_order_history"
+                    " WHERE run_id = :run_id AND action IN ('add', 'update')"
+                    " ORDER BY (customer_code IS NULL OR total IS NULL OR order_date IS NULL OR source IS NULL"
+                    "           OR status IS NULL OR status = ANY(:hidden)"
+                    "           OR (customer_code = :cash AND user_id IS NULL)) DESC, order_no"
+                    " LIMIT :limit"
+                ),
+                {"run_id": context.run.run_id, "cash": config.instant_accounts.cash_account_code,
+                 "hidden": list(config.order_history.hidden_statuses), "limit": CHECK_ROW_LIMIT},
+            ).mappings().all(),
+            columns=["order_no", "action", "customer_code", "user_id", "order_date", "source", "status", "total",
+                     "cash_order_has_user"],
+        )
+    return check_frame(
+        frame,
+        [
+            gx.expectations.ExpectColumnValuesToBeUnique(column="order_no"),
+            gx.expectations.ExpectColumnValuesToNotBeNull(column="customer_code"),
+            gx.expectations.ExpectColumnValuesToNotBeNull(column="total"),
+            gx.expectations.ExpectColumnValuesToNotBeNull(column="order_date"),
+            gx.expectations.ExpectColumnValuesToNotBeNull(column="source"),
+            gx.expectations.ExpectColumnValuesToNotBeInSet(column="status",
+                                                           value_set=list(config.order_history.hidden_statuses)),
+            gx.expectations.ExpectColumnValuesToBeInSet(column="cash_order_has_user", value_set=[True]),
+        ],
+        name="planned_orders",
+        what="orders to add or update",
+        orders_planned=dg.MetadataValue.int(int(total)),
+    )
+
+
+@dg.asset(
+    group_name=LOAD,
+    deps=[order_history_plan],
+    description="O1/O2: writes the planned orders into web.order_history and takes away the rest, in one "
+    "transaction with the record of which accounts' orders are shown; reports in-store orders left alone.",
+)
+def order_history_synced(context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings,
+                         run_options: RunOptions) -> dg.MaterializeResult:
+    watch = Stopwatch()
+    config = settings.get()
+    params = {"run_id": context.run.run_id}
+    if not config.order_history.enabled:
+        if not run_options.dry_run:
+            with web.engine.begin() as conn:
+                # Changes are not followed while switched off: switched on again, the history is rebuilt whole.
+                conn.execute(sa.text("DELETE FROM userdebtor.watermark WHERE name = :n"), {"n": WATERMARK})
+        return dg.MaterializeResult(metadata={"enabled": False, "note": "order_history.enabled is false"})
+    with web.engine.begin() as conn:
+        planned = conn.execute(
+            sa.text("SELECT count(*) FROM userdebtor.plan_order_history_run WHERE run_id = :run_id"), params
+        ).scalar_one()
+        if not planned:
+            raise RuntimeError(f"run {context.run_id} has no order history plan: order_history_plan did not run")
+        by_action = _counts(conn, "SELECT action, count(*) FROM userdebtor.plan_order_history"
+                                  " WHERE run_id = :run_id GROUP BY action", params)
+        preview = sample(conn, _PLAN_SAMPLE, params)
+        ambiguous = conn.execute(
+            sa.text("SELECT order_no, why FROM userdebtor.plan_order_history"
+                    " WHERE run_id = :run_id AND action = 'ambiguous' ORDER BY order_no"),
+            params,
+        ).all()
+        if run_options.dry_run:
+            return dg.MaterializeResult(
+                metadata=counts_metadata(
+                    {f"would_{action}": count for action, count in by_action.items()}, watch.seconds,
+                    dry_run=True, planned_orders=dg.MetadataValue.md(preview),
+                )
+            )
+        counts = run_sql(conn, "orders/apply_order_history.sql", params)
+        reported = record_problems(
+            conn, config, context.run_id,
+            [Problem(kind="in_store_order_ambiguous_email", rule="O2", subject=f"order:{order_no}",
+                     detail=f"In-store order {order_no} is not shown to anyone: {why}.")
+             for order_no, why in ambiguous],
+        )
+    return dg.MaterializeResult(
+        metadata=counts_metadata(
+            {
+                "orders_removed": counts["take away hidden, archived, unlinked and deleted orders"],
+                "orders_written": counts["add and update orders"],
+                "orders_added": by_action.get("add", 0),
+                "orders_updated": by_action.get("update", 0),
+                "accounts_shown": counts["accounts whose orders are shown, and to whom"],
+                "accounts_no_longer_shown": counts["accounts whose orders are no longer shown"],
+                "in_store_orders_ambiguous": reported,
+            },
+            watch.seconds,
+            planned_orders=dg.MetadataValue.md(preview),
+        )
+    )
+
+
+assets = [order_history_plan, order_history_synced]
+asset_checks = [planned_orders_are_complete]
