@@ -31,7 +31,7 @@ from userdebtor_pipeline.defs.instant_accounts.accounts import (
     open_instant_account,
     queue_reverify_email,
 )
-from userdebtor_pipeline.defs.instant_accounts.expectations import check_frame
+from userdebtor_pipeline.defs.expectations import check_frame
 from userdebtor_pipeline.defs.problems import Problem, record_problems
 from userdebtor_pipeline.defs.resources import RunOptions, SyncSettings, WebDatabase
 from userdebtor_pipeline.settings import InstantAccountSettings

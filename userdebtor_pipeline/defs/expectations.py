@@ -1,6 +1,6 @@
 """A Great Expectations verdict on a plan frame (userdebtor_pipeline.quality) as a Dagster check result.
 
-Used by the instant-account and the order-history checks: the verdict travels with the rows behind it.
+Shared by the domains' checks: the verdict travels with the rows behind it.
 """
 
 from collections.abc import Sequence
