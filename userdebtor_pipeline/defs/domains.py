@@ -14,6 +14,9 @@ DOMAIN_MODULES = (
     "userdebtor_pipeline.defs.user_debtor.plan",
     "userdebtor_pipeline.defs.user_debtor.checks",
     "userdebtor_pipeline.defs.user_debtor.load",
+    "userdebtor_pipeline.defs.contacts.assets",
+    "userdebtor_pipeline.defs.instant_accounts.assets",
+    "userdebtor_pipeline.defs.orders.assets",
 )
 
 

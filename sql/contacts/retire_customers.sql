@@ -1,0 +1,24 @@
+-- Applies the rest of the M3 plan: sets retired accounts Inactive (never deleted) and updates which accounts M3 keeps.
+
+-- step: customers_inactivated
+UPDATE web.customer wc
+   SET status = 'Inactive', updated_at = now()
+  FROM userdebtor.plan_customer_mirror p
+ WHERE p.action = 'inactivate'
+   AND wc.customer_code = p.customer_code
+   AND wc.status <> 'Inactive'
+
+-- step: accounts_no_longer_kept
+DELETE FROM userdebtor.css_customer k
+ USING userdebtor.plan_customer_mirror p
+ WHERE p.action = 'inactivate' AND k.customer_code = p.customer_code
+
+-- step: accounts_kept
+INSERT INTO userdebtor.css_customer (customer_code)
+SELECT customer_code FROM userdebtor.plan_customer_mirror WHERE action IN ('create', 'refresh')
+ON CONFLICT (customer_code) DO NOTHING
+
+-- step: accounts_gone_from_web
+-- A kept code whose web row is gone (renamed by a conversion, C2) is no longer M3's to keep.
+DELETE FROM userdebtor.css_customer k
+ WHERE NOT EXISTS (SELECT 1 FROM web.customer wc WHERE wc.customer_code = k.customer_code)

@@ -1,0 +1,173 @@
+"""Loads of M1-M3: contact users and links written to the web, and the CSS customer mirror. Nothing in a dry run."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from userdebtor_pipeline.defs.common import Stopwatch, counts_metadata, markdown_table, run_sql
+from userdebtor_pipeline.defs.contacts.plan import (
+    contact_links_plan,
+    contact_plan_counts,
+    contact_plan_samples,
+    customer_mirror_plan,
+    customer_plan_counts,
+    customer_plan_sample,
+)
+from userdebtor_pipeline.defs.customer_mirror import mirror_planned_customers
+from userdebtor_pipeline.defs.problems import Problem, record_problems
+from userdebtor_pipeline.defs.resources import RunOptions, SyncSettings, WebDatabase
+from userdebtor_pipeline.email import issue_token, queue_email, token_link
+from userdebtor_pipeline.paths import read_sql
+from userdebtor_pipeline.settings import Settings
+
+GROUP = "load"
+WELCOME_TEMPLATE = "user_debtor_new_user"
+# Problem kinds this domain records, so that fixed contacts resolve their problem.
+CONTACT_PROBLEM_KINDS = ["malformed_contact_email"]
+
+
+@dataclass
+class UsersCreated:
+    users: int = 0
+    emails_queued: int = 0
+    emails_held: int = 0
+    links_added: int = 0
+    sample: list[dict[str, Any]] = field(default_factory=list)
+
+
+def queue_welcome_email(conn: Connection, config: Settings, user: Mapping[str, Any]) -> bool:
+    """A one-time set-password token and the welcome email of one new user, in the transaction that made the user.
+
+    Returns whether the email is held for the website's approval of the user (U3).
+    """
+    user_id = int(user["user_id"])
+    ttl_hours = config.instant_accounts.token_ttl_hours
+    token = issue_token(conn, user_id, "set_password", ttl_hours)
+    held = user["status"] == "PendingApproval"
+    queue_email(
+        conn,
+        template=WELCOME_TEMPLATE,
+        to_address=user["email_address"],
+        context={
+            "link": token_link(config.email.site_url, "set_password", token),
+            "name": user["name"],
+            "email_address": user["email_address"],
+            "account_code": user["default_customer_code"],
+            "account_name": user["account_name"],
+            "expires_hours": ttl_hours,
+            "site_url": config.email.site_url,
+        },
+        dedupe_key=f"new_user:{user_id}",
+        templates_dir=config.email.templates_dir,
+        status="held" if held else "queued",
+        hold_for_user_id=user_id if held else None,
+    )
+    return held
+
+
+def create_planned_users(engine: Engine, config: Settings) -> UsersCreated:
+    """M1: the planned users, batch by batch; each batch's users, tokens, emails and links commit together."""
+    report = UsersCreated()
+    with engine.connect() as conn:
+        batches = conn.execute(sa.text(read_sql("contacts/user_batches.sql"))).scalars().all()
+    create_users = sa.text(read_sql("contacts/create_contact_users.sql"))
+    for batch in batches:
+        with engine.begin() as conn:
+            new_users = conn.execute(
+                create_users, {"batch": batch, "role": config.user_debtor.default_role_for_new_users}
+            ).mappings().all()
+            for user in new_users:  # proportional to the users made: one token and one email each
+                held = queue_welcome_email(conn, config, user)
+                report.emails_held += held
+                report.emails_queued += not held
+            report.links_added += _links_added(conn, batch)
+        report.users += len(new_users)
+        if len(report.sample) < 20:
+            report.sample.extend(
+                {"user_id": u["user_id"], "email_address": u["email_address"], "status": u["status"],
+                 "default_customer_code": u["default_customer_code"]}
+                for u in new_users[: 20 - len(report.sample)]
+            )
+    return report
+
+
+def _links_added(conn: Connection, batch: int | None) -> int:
+    return run_sql(conn, "contacts/add_contact_links.sql", {"batch": batch})["contacts/add_contact_links.sql"]
+
+
+def _record_contact_problems(conn: Connection, config: Settings, run_id: str) -> dict[str, int]:
+    """New set-aside contacts go through record_problems; known ones are refreshed and fixed ones resolved in bulk."""
+    new = conn.execute(sa.text(read_sql("contacts/new_contact_problems.sql"))).mappings().all()
+    recorded = record_problems(
+        conn, config, run_id,
+        (Problem(kind=p["kind"], rule=p["rule"], subject=p["subject"], detail=p["detail"]) for p in new),
+    )
+    counts = run_sql(conn, "contacts/record_contact_problems.sql", {"run_id": run_id, "kinds": CONTACT_PROBLEM_KINDS})
+    return {"problems_new": recorded, "problems_seen_again": counts["problems_seen_again"] - recorded,
+            "problems_resolved": counts["problems_resolved"]}
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[customer_mirror_plan],
+    description="M3 applied: web.customer rows of CSS accounts created or refreshed from the ERP "
+    "(is_debtor_customer), retired ones set Inactive (never deleted).",
+)
+def customer_mirror(web: WebDatabase, settings: SyncSettings, run_options: RunOptions) -> dg.MaterializeResult:
+    watch = Stopwatch()
+    if run_options.dry_run:
+        with web.engine.connect() as conn:
+            planned = customer_plan_counts(conn)
+            plan_sample = customer_plan_sample(conn)
+        return dg.MaterializeResult(metadata=counts_metadata(
+            {f"would_{name}": value for name, value in planned.items()}, watch.seconds, dry_run=True, **plan_sample))
+
+    with web.engine.begin() as conn:
+        written = mirror_planned_customers(conn, settings.get().instant_accounts.cash_account_code)
+        retired = run_sql(conn, "contacts/retire_customers.sql")
+        plan_sample = customer_plan_sample(conn)
+    return dg.MaterializeResult(metadata=counts_metadata(
+        {"customers_written": written, **retired}, watch.seconds, dry_run=False, **plan_sample))
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[contact_links_plan, customer_mirror],
+    description="M1/M2 applied, after the accounts exist on the web: contact users created with a welcome email, "
+    "user_customer links added and recorded, links no contact needs removed (kept where another rule needs them).",
+)
+def contact_links_applied(
+    context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings, run_options: RunOptions
+) -> dg.MaterializeResult:
+    watch = Stopwatch()
+    config = settings.get()
+    if run_options.dry_run:
+        with web.engine.connect() as conn:
+            planned = contact_plan_counts(conn)
+            samples = contact_plan_samples(conn)
+        return dg.MaterializeResult(metadata=counts_metadata(
+            {f"would_{name}": value for name, value in planned.items()}, watch.seconds, dry_run=True, **samples))
+
+    with web.engine.begin() as conn:
+        # Again at load time: a load of this run (U2) may have made a link needed since the plan.
+        run_sql(conn, "contacts/mark_links_other_rules_need.sql")
+        removed = run_sql(conn, "contacts/remove_contact_links.sql")
+    created = create_planned_users(web.engine, config)
+    with web.engine.begin() as conn:
+        links_for_existing_users = _links_added(conn, None)
+        problems = _record_contact_problems(conn, config, context.run_id)
+    counts = {
+        "users_created": created.users,
+        "welcome_emails_queued": created.emails_queued,
+        "welcome_emails_held": created.emails_held,
+        "links_added": created.links_added + links_for_existing_users,
+        "user_accounts_removed": removed["user_accounts_removed"],
+        "contact_links_forgotten": removed["contact_links_forgotten"],
+        **problems,
+    }
+    return dg.MaterializeResult(metadata=counts_metadata(
+        counts, watch.seconds, dry_run=False, users_created_sample=dg.MetadataValue.md(markdown_table(created.sample))))
