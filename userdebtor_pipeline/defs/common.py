@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 from userdebtor_pipeline.paths import read_sql
 
 # A well-formed email address, as far as a store login needs it; the same pattern is used in SQL (`~`).
-EMAIL_PATTERN = r"^[^@\s,;<>()]+@[^@\s,;<>()]+\.[^@\s,;<>().]{2,}$"
+EMAIL_PATTERN = r"^[^@\s\u00a0,;<>()]+@[^@\s\u00a0,;<>()]+\.[^@\s\u00a0,;<>().]{2,}$"
 _STEP = re.compile(r"^--\s*step:\s*(.+)$", re.MULTILINE)
 
 

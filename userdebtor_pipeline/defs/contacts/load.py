@@ -1,6 +1,5 @@
 """Loads of M1-M3: contact users and links written to the web, and the CSS customer mirror. Nothing in a dry run."""
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +19,11 @@ from userdebtor_pipeline.defs.contacts.plan import (
 from userdebtor_pipeline.defs.customer_mirror import mirror_planned_customers
 from userdebtor_pipeline.defs.problems import Problem, record_problems
 from userdebtor_pipeline.defs.resources import RunOptions, SyncSettings, WebDatabase
-from userdebtor_pipeline.email import issue_token, queue_email, token_link
+from userdebtor_pipeline.defs.welcome import queue_welcome_email
 from userdebtor_pipeline.paths import read_sql
 from userdebtor_pipeline.settings import Settings
 
 GROUP = "load"
-WELCOME_TEMPLATE = "user_debtor_new_user"
 # Problem kinds this domain records, so that fixed contacts resolve their problem.
 CONTACT_PROBLEM_KINDS = ["malformed_contact_email"]
 
@@ -37,36 +35,6 @@ class UsersCreated:
     emails_held: int = 0
     links_added: int = 0
     sample: list[dict[str, Any]] = field(default_factory=list)
-
-
-def queue_welcome_email(conn: Connection, config: Settings, user: Mapping[str, Any]) -> bool:
-    """A one-time set-password token and the welcome email of one new user, in the transaction that made the user.
-
-    Returns whether the email is held for the website's approval of the user (U3).
-    """
-    user_id = int(user["user_id"])
-    ttl_hours = config.instant_accounts.token_ttl_hours
-    token = issue_token(conn, user_id, "set_password", ttl_hours)
-    held = user["status"] == "PendingApproval"
-    queue_email(
-        conn,
-        template=WELCOME_TEMPLATE,
-        to_address=user["email_address"],
-        context={
-            "link": token_link(config.email.site_url, "set_password", token),
-            "name": user["name"],
-            "email_address": user["email_address"],
-            "account_code": user["default_customer_code"],
-            "account_name": user["account_name"],
-            "expires_hours": ttl_hours,
-            "site_url": config.email.site_url,
-        },
-        dedupe_key=f"new_user:{user_id}",
-        templates_dir=config.email.templates_dir,
-        status="held" if held else "queued",
-        hold_for_user_id=user_id if held else None,
-    )
-    return held
 
 
 def create_planned_users(engine: Engine, config: Settings) -> UsersCreated:
@@ -136,7 +104,8 @@ def customer_mirror(web: WebDatabase, settings: SyncSettings, run_options: RunOp
 
 @dg.asset(
     group_name=GROUP,
-    deps=[contact_links_plan, customer_mirror],
+    # After U2's load: a debtor's own email gets its user (and its link) from U2, and M1 then reuses it.
+    deps=[contact_links_plan, customer_mirror, dg.AssetKey("web_users_created")],
     description="M1/M2 applied, after the accounts exist on the web: contact users created with a welcome email, "
     "user_customer links added and recorded, links no contact needs removed (kept where another rule needs them).",
 )

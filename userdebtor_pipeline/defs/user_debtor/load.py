@@ -23,7 +23,7 @@ from userdebtor_pipeline.defs.user_debtor.plan import (
     user_debtor_plan,
     users_to_create,
 )
-from userdebtor_pipeline.email import issue_token, queue_email, token_link
+from userdebtor_pipeline.defs.welcome import queue_welcome_email
 from userdebtor_pipeline.filters import DEB_MASTER_COLUMNS
 from userdebtor_pipeline.paths import read_sql
 
@@ -153,32 +153,6 @@ def erp_debtors_created(
     )
 
 
-def _welcome_emails(conn: sa.Connection, config, created: list[sa.Row]) -> int:
-    """U2/U3: a one-time set-password link per new user; held until approval where the account asks for it."""
-    queued = 0
-    for user in created:
-        token = issue_token(conn, user.user_id, "set_password", config.instant_accounts.token_ttl_hours)
-        pending = user.status == "PendingApproval"
-        email_id = queue_email(
-            conn,
-            template="user_debtor_new_user",
-            to_address=user.email_address,
-            context={
-                "link": token_link(config.email.site_url, "set_password", token),
-                "name": user.name,
-                "email_address": user.email_address,
-                "account_code": user.dr_cust_code,
-                "expires_hours": config.instant_accounts.token_ttl_hours,
-            },
-            dedupe_key=f"new_user:{user.user_id}",
-            templates_dir=config.email.templates_dir,
-            status="held" if pending else "queued",
-            hold_for_user_id=user.user_id if pending else None,
-        )
-        queued += email_id is not None
-    return queued
-
-
 @dg.asset(
     group_name=GROUP,
     deps=[new_users_vetted, user_debtor_plan],
@@ -205,10 +179,15 @@ def web_users_created(
             conn.execute(sa.text("INSERT INTO _user_chunk SELECT unnest(CAST(:codes AS text[]))"), {"codes": chunk})
             mirror_customers(conn, chunk, config.instant_accounts.cash_account_code)
             run_sql(conn, "user_debtor/create_users.sql", {"role": config.user_debtor.default_role_for_new_users})
-            new_users = conn.execute(sa.text("SELECT * FROM _created_user ORDER BY user_id")).all()
+            new_users = conn.execute(sa.text(
+                "SELECT user_id, email_address, name, status, dr_cust_code AS default_customer_code,"
+                " name AS account_name FROM _created_user ORDER BY user_id"
+            )).mappings().all()
             linked += conn.execute(sa.text("SELECT count(*) FROM _new_link")).scalar()
             run_sql(conn, "user_debtor/create_links.sql")
-            emails += _welcome_emails(conn, config, new_users)
+            for user in new_users:  # U2/U3: held until approval where the account asks for it
+                queue_welcome_email(conn, config, user)
+            emails += len(new_users)
             created += len(new_users)
     with web.engine.begin() as conn:
         reported = record_set_aside(conn, config, context.run_id)
