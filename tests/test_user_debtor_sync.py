@@ -447,3 +447,13 @@ def test_e1_smtp_delivery_through_the_job_and_a_refusal_retried_then_failed(
     )[0]
     assert (final["status"], final["attempts"]) == ("failed", 2) and "550" in final["last_error"]
     assert len(recorder.messages) == 1, "a sent email is never sent twice"
+
+
+def test_u2_debtors_sharing_an_email_give_one_login_and_one_warning_each(dbs):
+    add_debtor(dbs.erp, "C960", "family@mail.example")
+    add_debtor(dbs.erp, "C961", "family@mail.example")
+    synced()
+    assert one(dbs.web, "SELECT default_customer_code FROM web.app_user") == "C960", "the lowest code gets the login"
+    synced(full=True)  # a later run sees the login taken: the same event, not a second warning
+    warnings = rows(dbs.web, "SELECT dedupe_key FROM web.email_outbox WHERE template = 'user_debtor_warning'")
+    assert warnings == [{"dedupe_key": "warning:email_taken:debtor:C961"}]
