@@ -23,6 +23,7 @@ from userdebtor_pipeline.defs.common import (
     sample,
     sql_steps,
 )
+from userdebtor_pipeline.defs.expectations import check_frame
 from userdebtor_pipeline.defs.extract.assets import change_window
 from userdebtor_pipeline.defs.instant_accounts.accounts import (
     REGISTRATION_REASONS,
@@ -31,7 +32,6 @@ from userdebtor_pipeline.defs.instant_accounts.accounts import (
     open_instant_account,
     queue_reverify_email,
 )
-from userdebtor_pipeline.defs.expectations import check_frame
 from userdebtor_pipeline.defs.problems import Problem, record_problems
 from userdebtor_pipeline.defs.resources import RunOptions, SyncSettings, WebDatabase
 from userdebtor_pipeline.settings import InstantAccountSettings

@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from userdebtor_pipeline.defs.common import Stopwatch, change_window, counts_metadata, run_sql, sample
+from userdebtor_pipeline.defs.expectations import check_frame
 from userdebtor_pipeline.defs.extract.assets import change_window as change_window_asset
 from userdebtor_pipeline.defs.extract.staging import read_watermark
-from userdebtor_pipeline.defs.expectations import check_frame
 from userdebtor_pipeline.defs.problems import Problem, record_problems
 from userdebtor_pipeline.defs.resources import RunOptions, SyncSettings, WebDatabase
 from userdebtor_pipeline.settings import Settings
