@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.support import add_debtor, add_user, digest, erp_change, one, rows, write_settings
-from userdebtor_pipeline.defs.contacts.checks import contact_links_plan_is_sound
+from userdebtor_pipeline.defs.contacts.checks import judge_contact_links_plan
 from userdebtor_pipeline.defs.resources import WebDatabase
 from userdebtor_pipeline.runner import SyncOutcome, run_sync
 
@@ -28,25 +28,40 @@ WEB_STATE = {
 
 
 # ---------------------------------------------------------------- the ERP's CRM, as the ERP would write it
-def add_contact(erp: Engine, contact_id: int, email: str | None, accounts: Sequence[str], first: str = "Pat",
-                surname: str = "Buyer", active: bool = True) -> None:
+def add_contact(
+    erp: Engine,
+    contact_id: int,
+    email: str | None,
+    accounts: Sequence[str],
+    first: str = "Pat",
+    surname: str = "Buyer",
+    active: bool = True,
+) -> None:
     with erp.begin() as conn:
         conn.execute(
-            sa.text("INSERT INTO erp.crm_contact (contact_id, contact_email, contact_first_name, contact_surname,"
-                    " contact_active) VALUES (:id, :email, :first, :surname, :active)"),
+            sa.text(
+                "INSERT INTO erp.crm_contact (contact_id, contact_email, contact_first_name, contact_surname,"
+                " contact_active) VALUES (:id, :email, :first, :surname, :active)"
+            ),
             {"id": contact_id, "email": email, "first": first, "surname": surname, "active": active},
         )
         for code in accounts:
-            conn.execute(sa.text("INSERT INTO erp.crm_contact_account VALUES (:id, :code)"),
-                         {"id": contact_id, "code": code})
+            conn.execute(
+                sa.text("INSERT INTO erp.crm_contact_account VALUES (:id, :code)"), {"id": contact_id, "code": code}
+            )
 
 
 def change_contact(erp: Engine, contact_id: int, **columns: object) -> None:
     """A CRM edit: the ERP stamps contact_date_last_changed on every change of the row."""
     sets = ", ".join(f"{name} = :{name}" for name in columns)
     with erp.begin() as conn:
-        conn.execute(sa.text(f"UPDATE erp.crm_contact SET {sets}, contact_date_last_changed = clock_timestamp()"  # noqa: S608
-                             " WHERE contact_id = :id"), {**columns, "id": contact_id})
+        conn.execute(
+            sa.text(
+                f"UPDATE erp.crm_contact SET {sets}, contact_date_last_changed = clock_timestamp()"  # noqa: S608
+                " WHERE contact_id = :id"
+            ),
+            {**columns, "id": contact_id},
+        )
 
 
 def set_contact_accounts(erp: Engine, contact_id: int, accounts: Sequence[str]) -> None:
@@ -54,8 +69,9 @@ def set_contact_accounts(erp: Engine, contact_id: int, accounts: Sequence[str]) 
     with erp.begin() as conn:
         conn.execute(sa.text("DELETE FROM erp.crm_contact_account WHERE contact_id = :id"), {"id": contact_id})
         for code in accounts:
-            conn.execute(sa.text("INSERT INTO erp.crm_contact_account VALUES (:id, :code)"),
-                         {"id": contact_id, "code": code})
+            conn.execute(
+                sa.text("INSERT INTO erp.crm_contact_account VALUES (:id, :code)"), {"id": contact_id, "code": code}
+            )
 
 
 def add_trade_accounts(erp: Engine, *codes: str) -> None:
@@ -66,8 +82,10 @@ def add_trade_accounts(erp: Engine, *codes: str) -> None:
 def link_website_account(web: Engine, user_id: int, code: str) -> None:
     """A user_customer row the website made (an account a person added on the site)."""
     with web.begin() as conn:
-        conn.execute(sa.text("INSERT INTO web.user_customer (user_id, customer_code, initial_role)"
-                             " VALUES (:u, :c, 'B2B')"), {"u": user_id, "c": code})
+        conn.execute(
+            sa.text("INSERT INTO web.user_customer (user_id, customer_code, initial_role) VALUES (:u, :c, 'B2B')"),
+            {"u": user_id, "c": code},
+        )
 
 
 # ---------------------------------------------------------------- reading the web back
@@ -83,13 +101,17 @@ def user_id_of(web: Engine, email: str) -> int | None:
 
 
 def accounts_of(web: Engine, user_id: int) -> set[str]:
-    return {r["customer_code"] for r in rows(web, "SELECT customer_code FROM web.user_customer WHERE user_id = :u",
-                                             u=user_id)}
+    return {
+        r["customer_code"]
+        for r in rows(web, "SELECT customer_code FROM web.user_customer WHERE user_id = :u", u=user_id)
+    }
 
 
 def contact_links_of(web: Engine, user_id: int) -> set[str]:
-    return {r["customer_code"] for r in rows(
-        web, "SELECT customer_code FROM userdebtor.contact_link WHERE user_id = :u", u=user_id)}
+    return {
+        r["customer_code"]
+        for r in rows(web, "SELECT customer_code FROM userdebtor.contact_link WHERE user_id = :u", u=user_id)
+    }
 
 
 def web_state(web: Engine) -> dict[str, str]:
@@ -114,20 +136,32 @@ def test_m1_one_email_on_contacts_of_three_accounts_gives_one_user_three_links_o
     assert len(users) == 1, "one email gives one user, however many contacts and accounts carry it"
     user = users[0]
     assert (user["email_address"], user["name"], user["role"], user["status"], user["default_customer_code"]) == (
-        "Pat.Buyer@Trade.example", "Pat Buyer", "B2C", "Active", "T1"), \
-        "role default_role_for_new_users, names of the lowest contact, default = the lowest of its accounts"
+        "Pat.Buyer@Trade.example",
+        "Pat Buyer",
+        "B2C",
+        "Active",
+        "T1",
+    ), "role default_role_for_new_users, names of the lowest contact, default = the lowest of its accounts"
     assert accounts_of(dbs.web, user["user_id"]) == {"T1", "T2", "T3"}
     assert contact_links_of(dbs.web, user["user_id"]) == {"T1", "T2", "T3"}, "the integration's links are recorded"
-    assert {r["customer_code"] for r in rows(dbs.web, "SELECT customer_code FROM web.customer"
-                                                      " WHERE is_debtor_customer")} == {"T1", "T2", "T3"}
+    assert {
+        r["customer_code"] for r in rows(dbs.web, "SELECT customer_code FROM web.customer WHERE is_debtor_customer")
+    } == {"T1", "T2", "T3"}
 
     emails = rows(dbs.web, "SELECT * FROM web.email_outbox")
     assert [(e["template"], e["to_address"], e["dedupe_key"]) for e in emails] == [
-        ("user_debtor_new_user", "Pat.Buyer@Trade.example", f"new_user:{user['user_id']}")]
+        ("user_debtor_new_user", "Pat.Buyer@Trade.example", f"new_user:{user['user_id']}")
+    ]
     token = re.search(r"/account/set-password\?token=([A-Za-z0-9_\-%]+)", emails[0]["body_text"]).group(1)
-    assert one(dbs.web, "SELECT purpose FROM web.verification_token WHERE token_hash = :h AND user_id = :u",
-               h=hashlib.sha256(token.encode()).hexdigest(), u=user["user_id"]) == "set_password", \
-        "a one-time set-password link whose token is stored only as its hash"
+    assert (
+        one(
+            dbs.web,
+            "SELECT purpose FROM web.verification_token WHERE token_hash = :h AND user_id = :u",
+            h=hashlib.sha256(token.encode()).hexdigest(),
+            u=user["user_id"],
+        )
+        == "set_password"
+    ), "a one-time set-password link whose token is stored only as its hash"
     assert "password:" not in emails[0]["body_text"].lower()
     applied = outcome.materializations["contact_links_applied"]
     assert (applied["users_created"], applied["links_added"], applied["welcome_emails_queued"]) == (1, 3, 1)
@@ -178,7 +212,11 @@ def test_m1_malformed_contact_email_is_a_problem_not_a_warning(dbs):
     problem = rows(dbs.web, "SELECT kind, rule, subject, detail, resolved_at FROM userdebtor.problem")
     assert len(problem) == 1
     assert (problem[0]["kind"], problem[0]["rule"], problem[0]["subject"], problem[0]["resolved_at"]) == (
-        "malformed_contact_email", "M1", "contact:5", None)
+        "malformed_contact_email",
+        "M1",
+        "contact:5",
+        None,
+    )
     assert "sam@@trade" in problem[0]["detail"] and "T1" in problem[0]["detail"]
     assert one(dbs.web, "SELECT count(*) FROM web.app_user") == 0
     assert one(dbs.web, "SELECT count(*) FROM web.email_outbox") == 0, "a problem, not a warning"
@@ -254,8 +292,12 @@ def test_m2_email_changed_on_the_website_ends_the_contact_links(dbs):
     synced()
     uid = user_id_of(dbs.web, "kim@trade.example")
     with dbs.web.begin() as conn:
-        conn.execute(sa.text("UPDATE web.app_user SET email_address = 'kim@home.example', updated_at = now()"
-                             " WHERE user_id = :u"), {"u": uid})
+        conn.execute(
+            sa.text(
+                "UPDATE web.app_user SET email_address = 'kim@home.example', updated_at = now() WHERE user_id = :u"
+            ),
+            {"u": uid},
+        )
 
     synced()
 
@@ -291,8 +333,13 @@ def test_m2_link_needed_by_a_user_debtor_link_stays(dbs, settings_path):
     uid = user_id_of(dbs.web, "max@trade.example")
     assert contact_links_of(dbs.web, uid) == {"T1", "WEB_000002"}
     with dbs.web.begin() as conn:  # U1/U2 matched the pair (as a run of the U rules would record it)
-        conn.execute(sa.text("INSERT INTO userdebtor.user_debtor_link (user_id, dr_cust_code, origin)"
-                             " VALUES (:u, 'WEB_000002', 'matched')"), {"u": uid})
+        conn.execute(
+            sa.text(
+                "INSERT INTO userdebtor.user_debtor_link (user_id, dr_cust_code, origin)"
+                " VALUES (:u, 'WEB_000002', 'matched')"
+            ),
+            {"u": uid},
+        )
 
     set_contact_accounts(dbs.erp, 9, ["T1"])
     outcome = synced()
@@ -324,8 +371,12 @@ def test_m1_account_that_asks_for_approval_holds_the_new_user(dbs):
     """M1 with U3: a new user on an account with auto_part_registration waits for approval; its email is held."""
     add_trade_accounts(dbs.erp, "T1")
     with dbs.web.begin() as conn:
-        conn.execute(sa.text("INSERT INTO web.customer (customer_code, name, status, auto_part_registration)"
-                             " VALUES ('T1', 'Trade account T1', 'Active', true)"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO web.customer (customer_code, name, status, auto_part_registration)"
+                " VALUES ('T1', 'Trade account T1', 'Active', true)"
+            )
+        )
     add_contact(dbs.erp, 1, "wait@trade.example", ["T1"])
 
     synced()
@@ -363,16 +414,23 @@ def test_m1_plan_check_blocks_an_unsound_plan_and_shows_the_failing_rows(engines
     """M1: the blocking check on contact_links_plan fails on a malformed or existing email and a link without user."""
     with engines.web.begin() as conn:
         conn.execute(sa.text("INSERT INTO web.app_user (email_address, role) VALUES ('taken@trade.example', 'B2C')"))
-        conn.execute(sa.text(
-            "INSERT INTO userdebtor.plan_contact_user_create"
-            " (email_key, email_address, default_customer_code, contact_id, pending_approval, batch) VALUES"
-            " ('taken@trade.example', 'Taken@trade.example', 'T1', 1, false, 0),"
-            " ('fine@trade.example', 'fine@trade.example', 'T1', 2, false, 0),"
-            " ('bad@@trade', 'bad@@trade', 'T1', 3, false, 0)"))
-        conn.execute(sa.text("INSERT INTO userdebtor.plan_contact_link_add (email_key, customer_code)"
-                             " VALUES ('nobody@trade.example', 'T1')"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO userdebtor.plan_contact_user_create"
+                " (email_key, email_address, default_customer_code, contact_id, pending_approval, batch) VALUES"
+                " ('taken@trade.example', 'Taken@trade.example', 'T1', 1, false, 0),"
+                " ('fine@trade.example', 'fine@trade.example', 'T1', 2, false, 0),"
+                " ('bad@@trade', 'bad@@trade', 'T1', 3, false, 0)"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO userdebtor.plan_contact_link_add (email_key, customer_code)"
+                " VALUES ('nobody@trade.example', 'T1')"
+            )
+        )
 
-    verdict = contact_links_plan_is_sound(web=WebDatabase(url=engines.web_url))
+    verdict, _ = judge_contact_links_plan(WebDatabase(url=engines.web_url))
 
     assert verdict.passed is False
     assert verdict.metadata["failing_expectations"].value == 3
@@ -383,4 +441,4 @@ def test_m1_plan_check_blocks_an_unsound_plan_and_shows_the_failing_rows(engines
     with engines.web.begin() as conn:
         conn.execute(sa.text("DELETE FROM userdebtor.plan_contact_user_create WHERE contact_id <> 2"))
         conn.execute(sa.text("DELETE FROM userdebtor.plan_contact_link_add"))
-    assert contact_links_plan_is_sound(web=WebDatabase(url=engines.web_url)).passed is True
+    assert judge_contact_links_plan(WebDatabase(url=engines.web_url))[0].passed

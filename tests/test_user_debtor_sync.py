@@ -119,7 +119,9 @@ def test_u1_missing_template_holds_only_the_creations(dbs, settings_path):
 
     assert not outcome.success
     assert "new_debtors_vetted:template_customer_exists" in outcome.failed_checks
-    assert "NO_SUCH_TEMPLATE" in outcome.check_metadata["new_debtors_vetted:template_customer_exists"]["summary"]
+    check = outcome.check_metadata["new_debtors_vetted:template_customer_exists"]
+    assert "NO_SUCH_TEMPLATE" in check["summary"]
+    assert "NO_SUCH_TEMPLATE" in Path(check["report"]).read_text(), "the failed check links a readable report"
     assert link_of(dbs, uid) is None
     assert one(dbs.web, "SELECT count(*) FROM web.app_user WHERE email_address = 'erp.only@mail.example'") == 1, (
         "the other loads of the run went on"
@@ -367,6 +369,7 @@ def test_u7_a_large_change_writes_nothing_until_a_person_lifts_the_guard(dbs):
     assert "user_debtor_plan:change_fraction_guard" in outcome.failed_checks
     summary = outcome.check_metadata["user_debtor_plan:change_fraction_guard"]["summary"]
     assert "5 of 10" in summary
+    assert Path(outcome.check_metadata["user_debtor_plan:change_fraction_guard"]["report"]).exists()
     assert one(dbs.web, "SELECT count(*) FROM web.app_user WHERE name LIKE 'Renamed%'") == 0
 
     synced(lift_change_guard=True)

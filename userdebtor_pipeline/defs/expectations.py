@@ -27,16 +27,25 @@ def failing_mask(frame: pd.DataFrame, verdict: FrameVerdict) -> pd.Series:
     return failing
 
 
-def check_frame(frame: pd.DataFrame, expectations: Sequence[Any], name: str, what: str,
-                **extra: Any) -> dg.AssetCheckResult:
+def check_frame(
+    frame: pd.DataFrame,
+    expectations: Sequence[Any],
+    name: str,
+    what: str,
+    context: dg.AssetCheckExecutionContext | None = None,
+    **extra: Any,
+) -> dg.AssetCheckResult:
     """Validate `frame` and return the check result: readable summary, expectations, failing rows."""
     verdict = validate_frame(frame, expectations, name)
     failing = frame[failing_mask(frame, verdict)]
     shown = failing.head(FAILING_ROWS_SHOWN)
     rows = shown.astype(object).where(shown.notna(), None).to_dict("records")
-    summary = (f"All {verdict.rows} {what} meet the {len(expectations)} expectations." if verdict.passed
-               else f"{what.capitalize()} fail: {verdict.summary()}.")
-    return dg.AssetCheckResult(
+    summary = (
+        f"All {verdict.rows} {what} meet the {len(expectations)} expectations."
+        if verdict.passed
+        else f"{what.capitalize()} fail: {verdict.summary()}."
+    )
+    result = dg.AssetCheckResult(
         passed=verdict.passed,
         metadata={
             "summary": summary,
@@ -47,3 +56,32 @@ def check_frame(frame: pd.DataFrame, expectations: Sequence[Any], name: str, wha
             **extra,
         },
     )
+    if context is None:
+        return result
+    return report_if_failed(context, result, frame=frame, expectations=expectations, failing_rows=failing)
+
+
+def report_if_failed(
+    context: dg.AssetCheckExecutionContext,
+    result: dg.AssetCheckResult,
+    *,
+    frame: pd.DataFrame | None = None,
+    expectations: Sequence[Any] | None = None,
+    failing_rows: Any = None,
+) -> dg.AssetCheckResult:
+    """A failed check links a readable report (and GX Data Docs where it validated a frame) in its metadata."""
+    if result.passed:
+        return result
+    from userdebtor_pipeline.operations.data_docs import check_report_metadata, write_check_report
+
+    check = context.check_specs[0]
+    path = write_check_report(
+        context.run.run_id,
+        check.name,
+        summary=str(result.metadata.get("summary", "")),
+        failing_rows=failing_rows,
+        asset=check.asset_key.to_user_string(),
+        frame=frame,
+        expectations=expectations,
+    )
+    return dg.AssetCheckResult(passed=False, metadata={**result.metadata, **check_report_metadata(path)})

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from userdebtor_pipeline.defs.common import EMAIL_PATTERN, markdown_table, sql_steps
 from userdebtor_pipeline.defs.contacts.plan import contact_links_plan
+from userdebtor_pipeline.defs.expectations import failing_mask, report_if_failed
 from userdebtor_pipeline.defs.resources import WebDatabase
 from userdebtor_pipeline.quality import FrameVerdict, validate_frame
 
@@ -34,12 +35,7 @@ EXPECTATIONS: dict[str, list[Any]] = {
 
 def failing_rows(frame: pd.DataFrame, verdict: FrameVerdict) -> list[dict[str, Any]]:
     """The frame's rows behind the verdict's failures (GX reports failing values; a person wants the rows)."""
-    failing = pd.Series(False, index=frame.index)
-    for failure in verdict.failures:
-        column = frame[failure["column"]]
-        values = [v for v in failure["sample"] if not pd.isna(v)]
-        failing |= column.isna() if failure["expectation"] == "ExpectColumnValuesToNotBeNull" else column.isin(values)
-    rows = frame[failing].head(FAILING_ROWS_SHOWN)
+    rows = frame[failing_mask(frame, verdict)].head(FAILING_ROWS_SHOWN)
     return rows.astype(object).where(rows.notna(), None).to_dict("records")
 
 
@@ -49,7 +45,13 @@ def failing_rows(frame: pd.DataFrame, verdict: FrameVerdict) -> list[dict[str, A
     description="M1 plan is sound: planned users have well-formed, unique emails that no user has yet and a "
     "default account; every planned link has a user. A failure holds contact_links_applied back.",
 )
-def contact_links_plan_is_sound(web: WebDatabase) -> dg.AssetCheckResult:
+def contact_links_plan_is_sound(context: dg.AssetCheckExecutionContext, web: WebDatabase) -> dg.AssetCheckResult:
+    result, rows = judge_contact_links_plan(web)
+    return report_if_failed(context, result, failing_rows=rows)
+
+
+def judge_contact_links_plan(web: WebDatabase) -> tuple[dg.AssetCheckResult, list[dict[str, Any]]]:
+    """The verdict on the M1 plan, and the failing rows behind it."""
     with web.engine.connect() as conn:
         frames = {
             name: pd.read_sql(sa.text(query), conn) for name, query in sql_steps("contacts/check_contact_plan.sql")
@@ -61,7 +63,7 @@ def contact_links_plan_is_sound(web: WebDatabase) -> dg.AssetCheckResult:
         f"**{name}**\n\n{verdict.markdown()}\n\n{markdown_table(failing_rows(frames[name], verdict))}"
         for name, verdict in failed.items()
     )
-    return dg.AssetCheckResult(
+    result = dg.AssetCheckResult(
         passed=not failed,
         metadata={
             "summary": summary,
@@ -69,3 +71,5 @@ def contact_links_plan_is_sound(web: WebDatabase) -> dg.AssetCheckResult:
             "failing_rows": dg.MetadataValue.md(failing_sample or "_none_"),
         },
     )
+    rows = [row | {"plan": name} for name, verdict in failed.items() for row in failing_rows(frames[name], verdict)]
+    return result, rows

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from userdebtor_pipeline.defs.common import Stopwatch, markdown_table, run_sql, sample
+from userdebtor_pipeline.defs.expectations import report_if_failed
 from userdebtor_pipeline.defs.extract.assets import staged_debtor_conversions
 from userdebtor_pipeline.defs.problems import Problem, record_problems
 from userdebtor_pipeline.defs.resources import RunOptions, SyncSettings, WebDatabase
@@ -61,7 +62,7 @@ def conversion_ledger(web: WebDatabase, settings: SyncSettings, run_options: Run
     blocking=True,
     description="Conversion rows are well formed: both codes present, no blanks, no stray spaces.",
 )
-def conversion_rows_well_formed(web: WebDatabase) -> dg.AssetCheckResult:
+def conversion_rows_well_formed(context: dg.AssetCheckExecutionContext, web: WebDatabase) -> dg.AssetCheckResult:
     with web.engine.connect() as conn:
         rows = (
             conn.execute(
@@ -74,7 +75,7 @@ def conversion_rows_well_formed(web: WebDatabase) -> dg.AssetCheckResult:
             .mappings()
             .all()
         )
-    return dg.AssetCheckResult(
+    result = dg.AssetCheckResult(
         passed=not rows,
         metadata={
             "malformed_rows": len(rows),
@@ -84,6 +85,7 @@ def conversion_rows_well_formed(web: WebDatabase) -> dg.AssetCheckResult:
             "failing_rows": dg.MetadataValue.md(markdown_table([dict(r) for r in rows])),
         },
     )
+    return report_if_failed(context, result, failing_rows=[dict(r) for r in rows])
 
 
 def _on_web(conn: Connection, code: str) -> bool:

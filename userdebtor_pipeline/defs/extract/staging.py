@@ -18,6 +18,9 @@ from sqlalchemy.engine import Connection, Engine
 # Rows stamped a little before the watermark are read again: a transaction that committed late with an
 # earlier stamp is not missed. Reading a row twice costs nothing: unchanged rows keep their change_seq.
 WATERMARK_OVERLAP = timedelta(minutes=5)
+# A mirror that took this many changed rows is analyzed at once: the plans of the same run join it, and
+# autovacuum's analyze may come minutes later (a first load planned on a mirror thought empty runs for hours).
+ANALYZE_AFTER_ROWS = 10_000
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,9 @@ def stage(
         copy_into_temp(source, key_query, web, keys, spec.key)
         pg.execute(sql.SQL("ANALYZE {k}").format(k=_ident(keys)))
         result.deleted = _delete_missing(web, spec, keys)
+
+    if result.changed + result.deleted >= ANALYZE_AFTER_ROWS:
+        pg.execute(sql.SQL("ANALYZE {m}").format(m=_ident("userdebtor", spec.mirror)))
 
     if spec.changed_column:
         newest = pg.execute(

@@ -147,6 +147,7 @@ def approvals_link_only_qualifying_accounts(context: dg.AssetCheckExecutionConte
             gx.expectations.ExpectColumnValuesToBeInSet(column="role_exists", value_set=[True]),
         ],
         name="approved_account_links",
+        context=context,
         what="account links of approved requests",
         never_linked=", ".join(never_linked),
         default_role=config.default_role,
@@ -353,6 +354,7 @@ def login_decisions_are_complete(context: dg.AssetCheckExecutionContext, web: We
             gx.expectations.ExpectColumnValuesToNotBeNull(column="reason"),
         ],
         name="login_decisions",
+        context=context,
         what="login decisions",
     )
 

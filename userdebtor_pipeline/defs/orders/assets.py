@@ -171,6 +171,7 @@ def planned_orders_are_complete(context: dg.AssetCheckExecutionContext, web: Web
             gx.expectations.ExpectColumnValuesToBeInSet(column="cash_order_has_user", value_set=[True]),
         ],
         name="planned_orders",
+        context=context,
         what="orders to add or update",
         orders_planned=dg.MetadataValue.int(int(total)),
     )

@@ -11,8 +11,10 @@ import pandas as pd
 import sqlalchemy as sa
 
 from userdebtor_pipeline.defs.common import EMAIL_PATTERN, markdown_table
+from userdebtor_pipeline.defs.expectations import report_if_failed
 from userdebtor_pipeline.defs.resources import ErpDatabase, RunOptions, SyncSettings, WebDatabase
 from userdebtor_pipeline.defs.user_debtor.plan import debtors_to_create, user_debtor_plan, users_to_create
+from userdebtor_pipeline.operations.data_docs import verdict_rows
 from userdebtor_pipeline.quality import validate_frame
 
 
@@ -39,8 +41,19 @@ def new_users_vetted(web: WebDatabase) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"planned": int(planned)})
 
 
-def _verdict(passed: bool, summary: str, **metadata) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(passed=passed, metadata={"summary": summary, **metadata})
+def _verdict(
+    context: dg.AssetCheckExecutionContext,
+    passed: bool,
+    summary: str,
+    *,
+    frame: pd.DataFrame | None = None,
+    expectations: list | None = None,
+    failing_rows=None,
+    **metadata,
+) -> dg.AssetCheckResult:
+    """The check's result; a failure also writes the readable report that its metadata links."""
+    result = dg.AssetCheckResult(passed=passed, metadata={"summary": summary, **metadata})
+    return report_if_failed(context, result, frame=frame, expectations=expectations, failing_rows=failing_rows)
 
 
 @dg.asset_check(
@@ -48,7 +61,9 @@ def _verdict(passed: bool, summary: str, **metadata) -> dg.AssetCheckResult:
     blocking=True,
     description="U1: the template customer that new debtors are copied from exists in the ERP.",
 )
-def template_customer_exists(erp: ErpDatabase, web: WebDatabase, settings: SyncSettings) -> dg.AssetCheckResult:
+def template_customer_exists(
+    context: dg.AssetCheckExecutionContext, erp: ErpDatabase, web: WebDatabase, settings: SyncSettings
+) -> dg.AssetCheckResult:
     template = settings.get().user_debtor.template_customer
     with web.engine.connect() as conn:
         creating = conn.execute(
@@ -67,7 +82,7 @@ def template_customer_exists(erp: ErpDatabase, web: WebDatabase, settings: SyncS
         else f"template customer {template} is missing from erp.deb_master: {creating} new debtors are held "
         "back; create it or fix user_debtor.template_customer"
     )
-    return _verdict(passed, summary, template_customer=template, debtors_waiting=int(creating))
+    return _verdict(context, passed, summary, template_customer=template, debtors_waiting=int(creating))
 
 
 @dg.asset_check(
@@ -76,7 +91,9 @@ def template_customer_exists(erp: ErpDatabase, web: WebDatabase, settings: SyncS
     description="U1: new codes have the prefix and width, are unique and collide with nothing in the ERP; "
     "emails are well formed and unique.",
 )
-def new_debtors_are_sound(erp: ErpDatabase, web: WebDatabase, settings: SyncSettings) -> dg.AssetCheckResult:
+def new_debtors_are_sound(
+    context: dg.AssetCheckExecutionContext, erp: ErpDatabase, web: WebDatabase, settings: SyncSettings
+) -> dg.AssetCheckResult:
     user_debtor = settings.get().user_debtor
     with web.engine.connect() as conn:
         frame = pd.read_sql(
@@ -89,16 +106,13 @@ def new_debtors_are_sound(erp: ErpDatabase, web: WebDatabase, settings: SyncSett
     code_shape = (
         "^" + re.escape(user_debtor.new_account_prefix) + "[0-9]{" + str(user_debtor.account_number_width) + "}$"
     )
-    verdict = validate_frame(
-        frame,
-        [
-            gx.expectations.ExpectColumnValuesToMatchRegex(column="dr_cust_code", regex=code_shape),
-            gx.expectations.ExpectColumnValuesToBeUnique(column="dr_cust_code"),
-            gx.expectations.ExpectColumnValuesToMatchRegex(column="email", regex=EMAIL_PATTERN),
-            gx.expectations.ExpectColumnValuesToBeUnique(column="email"),
-        ],
-        "new_debtors",
-    )
+    expectations = [
+        gx.expectations.ExpectColumnValuesToMatchRegex(column="dr_cust_code", regex=code_shape),
+        gx.expectations.ExpectColumnValuesToBeUnique(column="dr_cust_code"),
+        gx.expectations.ExpectColumnValuesToMatchRegex(column="email", regex=EMAIL_PATTERN),
+        gx.expectations.ExpectColumnValuesToBeUnique(column="email"),
+    ]
+    verdict = validate_frame(frame, expectations, "new_debtors")
     # A code already in the ERP is a collision unless it is our own debtor from a run cut short between the
     # ERP write and the web write: then it carries the planned user's email.
     collisions: list[str] = []
@@ -115,7 +129,15 @@ def new_debtors_are_sound(erp: ErpDatabase, web: WebDatabase, settings: SyncSett
     if collisions:
         summary += f"; {len(collisions)} planned codes already exist in the ERP: {', '.join(collisions[:10])}"
     return _verdict(
-        passed, summary, rows=verdict.rows, collisions=len(collisions), failing=dg.MetadataValue.md(verdict.markdown())
+        context,
+        passed,
+        summary,
+        frame=frame,
+        expectations=expectations,
+        failing_rows=verdict_rows(verdict),
+        rows=verdict.rows,
+        collisions=len(collisions),
+        failing=dg.MetadataValue.md(verdict.markdown()),
     )
 
 
@@ -124,7 +146,7 @@ def new_debtors_are_sound(erp: ErpDatabase, web: WebDatabase, settings: SyncSett
     blocking=True,
     description="U2: new users' emails are well formed, unique, and not already a login on the web.",
 )
-def new_users_are_sound(web: WebDatabase) -> dg.AssetCheckResult:
+def new_users_are_sound(context: dg.AssetCheckExecutionContext, web: WebDatabase) -> dg.AssetCheckResult:
     with web.engine.connect() as conn:
         frame = pd.read_sql(
             sa.text(
@@ -135,17 +157,21 @@ def new_users_are_sound(web: WebDatabase) -> dg.AssetCheckResult:
             ),
             conn,
         )
-    verdict = validate_frame(
-        frame,
-        [
-            gx.expectations.ExpectColumnValuesToMatchRegex(column="email", regex=EMAIL_PATTERN),
-            gx.expectations.ExpectColumnValuesToBeUnique(column="email"),
-            gx.expectations.ExpectColumnValuesToBeInSet(column="login_taken", value_set=[False]),
-        ],
-        "new_users",
-    )
+    expectations = [
+        gx.expectations.ExpectColumnValuesToMatchRegex(column="email", regex=EMAIL_PATTERN),
+        gx.expectations.ExpectColumnValuesToBeUnique(column="email"),
+        gx.expectations.ExpectColumnValuesToBeInSet(column="login_taken", value_set=[False]),
+    ]
+    verdict = validate_frame(frame, expectations, "new_users")
     return _verdict(
-        verdict.passed, verdict.summary(), rows=verdict.rows, failing=dg.MetadataValue.md(verdict.markdown())
+        context,
+        verdict.passed,
+        verdict.summary(),
+        frame=frame,
+        expectations=expectations,
+        failing_rows=verdict_rows(verdict),
+        rows=verdict.rows,
+        failing=dg.MetadataValue.md(verdict.markdown()),
     )
 
 
@@ -154,7 +180,7 @@ def new_users_are_sound(web: WebDatabase) -> dg.AssetCheckResult:
     blocking=True,
     description="No user would be linked to two debtors, and no debtor to two users.",
 )
-def no_user_linked_twice(web: WebDatabase) -> dg.AssetCheckResult:
+def no_user_linked_twice(context: dg.AssetCheckExecutionContext, web: WebDatabase) -> dg.AssetCheckResult:
     with web.engine.connect() as conn:
         rows = (
             conn.execute(
@@ -174,8 +200,10 @@ def no_user_linked_twice(web: WebDatabase) -> dg.AssetCheckResult:
             .all()
         )
     return _verdict(
+        context,
         not rows,
         f"{len(rows)} users or debtors would have two links" if rows else "every link is one-to-one",
+        failing_rows=[dict(r) for r in rows],
         failing=dg.MetadataValue.md(markdown_table([dict(r) for r in rows])),
     )
 
@@ -186,7 +214,9 @@ def no_user_linked_twice(web: WebDatabase) -> dg.AssetCheckResult:
     description="U7: a plan that changes, deactivates or unlinks more than max_change_fraction of the "
     "linked pairs writes nothing until a person decides.",
 )
-def change_fraction_guard(web: WebDatabase, settings: SyncSettings, run_options: RunOptions) -> dg.AssetCheckResult:
+def change_fraction_guard(
+    context: dg.AssetCheckExecutionContext, web: WebDatabase, settings: SyncSettings, run_options: RunOptions
+) -> dg.AssetCheckResult:
     safety = settings.get().safety
     with web.engine.connect() as conn:
         linked, touched = conn.execute(
@@ -211,6 +241,7 @@ def change_fraction_guard(web: WebDatabase, settings: SyncSettings, run_options:
     else:
         summary = f"{touched} of {linked} linked pairs change ({fraction:.1%}), within the limit"
     return _verdict(
+        context,
         passed,
         summary,
         linked_pairs=int(linked),
