@@ -460,3 +460,14 @@ def test_u2_debtors_sharing_an_email_give_one_login_and_one_warning_each(dbs):
     synced(full=True)  # a later run sees the login taken: the same event, not a second warning
     warnings = rows(dbs.web, "SELECT dedupe_key FROM web.email_outbox WHERE template = 'user_debtor_warning'")
     assert warnings == [{"dedupe_key": "warning:email_taken:debtor:C961"}]
+
+
+def test_a_held_run_from_the_terminal_is_recorded_and_warned_about(dbs, settings_path):
+    write_settings(settings_path, user_debtor={"template_customer": "GONE"})
+    add_user(dbs.web, "waiting@mail.example")
+    outcome = run_sync()
+    assert not outcome.success
+    assert one(dbs.web, "SELECT outcome FROM userdebtor.sync_run WHERE run_id = :r", r=outcome.run_id) == "held"
+    failure = rows(dbs.web, "SELECT to_address, body_text FROM web.email_outbox WHERE template = 'sync_run_failed'")
+    assert len(failure) == 1 and failure[0]["to_address"] == "erp-admin@example.com"
+    assert "template_customer_exists" in failure[0]["body_text"]

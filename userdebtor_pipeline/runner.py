@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -63,7 +66,20 @@ def run_sync(
             error = getattr(event.event_specific_data, "error", None)
             if error is not None:
                 outcome.errors.append(_root_message(error))
+    if not outcome.success:
+        _warn_about_failure(instance, result.run_id)
     return outcome
+
+
+def _warn_about_failure(instance: dg.DagsterInstance, run_id: str) -> None:
+    """A run from the terminal (or cron) is recorded held/failed and warned about, as the UI's sensor does."""
+    from userdebtor_pipeline.db import engine_for, resolve_urls
+    from userdebtor_pipeline.defs.ops.failure import warn_about_failed_run
+
+    try:
+        warn_about_failed_run(instance, instance.get_run_by_id(run_id), None, engine_for(resolve_urls().web))
+    except Exception as exc:  # the outcome the caller prints matters more than the email about it
+        _log.warning("could not record or warn about failed run %s: %s", run_id, exc)
 
 
 def _root_message(error: Any) -> str:
