@@ -105,21 +105,10 @@ def run_demo(args: argparse.Namespace, home: Path, mail: Path) -> int:
     erp, web = engine_for(urls.erp), engine_for(urls.web)
     settings = load_settings()
     if _is_empty(erp):
-        from userdebtor_pipeline.seed import seed_databases
+        from userdebtor_pipeline.seed import seed_for_settings
 
         print(f"== seed ({args.debtors} debtors, {args.users} users)")
-        seed_databases(
-            erp,
-            web,
-            debtors=args.debtors,
-            users=args.users,
-            seed=args.seed,
-            prefix=settings.user_debtor.new_account_prefix,
-            width=settings.user_debtor.account_number_width,
-            template_code=settings.user_debtor.template_customer,
-            cash_code=settings.instant_accounts.cash_account_code,
-            excluded_codes=tuple(settings.instant_accounts.excluded_account_codes),
-        )
+        seed_for_settings(erp, web, settings, debtors=args.debtors, users=args.users, seed=args.seed)
     else:
         print("== seed: the tables already have rows; using them")
     print("== sync (the first load)")

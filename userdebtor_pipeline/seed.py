@@ -24,10 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+
+if TYPE_CHECKING:
+    from userdebtor_pipeline.settings import Settings
 
 _log = logging.getLogger(__name__)
 
@@ -1090,3 +1093,19 @@ def seed_databases(
         with _timed("analyze"):
             counts = analyze_and_count(erp_conn, web_conn)
     return SeedReport(counts=counts, seconds=round(time.perf_counter() - started, 3))
+
+
+def seed_for_settings(erp: Engine, web: Engine, settings: Settings, *, debtors: int, users: int, seed: int) -> SeedReport:
+    """Seed with the codes the settings name (prefix, width, template, cash and excluded accounts)."""
+    return seed_databases(
+        erp,
+        web,
+        debtors=debtors,
+        users=users,
+        seed=seed,
+        prefix=settings.user_debtor.new_account_prefix,
+        width=settings.user_debtor.account_number_width,
+        template_code=settings.user_debtor.template_customer,
+        cash_code=settings.instant_accounts.cash_account_code,
+        excluded_codes=tuple(settings.instant_accounts.excluded_account_codes),
+    )
