@@ -1095,7 +1095,9 @@ def seed_databases(
     return SeedReport(counts=counts, seconds=round(time.perf_counter() - started, 3))
 
 
-def seed_for_settings(erp: Engine, web: Engine, settings: Settings, *, debtors: int, users: int, seed: int) -> SeedReport:
+def seed_for_settings(
+    erp: Engine, web: Engine, settings: Settings, *, debtors: int, users: int, seed: int
+) -> SeedReport:
     """Seed with the codes the settings name (prefix, width, template, cash and excluded accounts)."""
     return seed_databases(
         erp,
