@@ -19,6 +19,10 @@ SELECT u.user_id, u.email_address, r.dr_cust_code AS reserved_code
    AND (u.change_seq > :since OR r.user_id IS NOT NULL)
    AND NOT EXISTS (SELECT 1 FROM userdebtor.user_debtor_link l WHERE l.user_id = u.user_id);
 
+-- step: candidate_statistics
+-- A temporary table gets no statistics unless asked; without them the joins below are planned for a few dozen rows.
+ANALYZE _u1_candidate;
+
 -- step: set_aside_malformed_email
 INSERT INTO userdebtor.plan_set_aside (kind, rule, subject, detail, warn)
 SELECT 'malformed_email', 'U1', 'user:' || c.user_id,

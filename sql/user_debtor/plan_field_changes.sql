@@ -9,18 +9,30 @@ TRUNCATE userdebtor.plan_field_change;
 -- step: compare
 INSERT INTO userdebtor.plan_field_change
        (link_id, user_id, dr_cust_code, field, base_value, web_value, erp_value, direction, new_value, is_conflict)
-WITH pair AS (
+WITH touched AS (
+    -- The pairs to compare. A changed-since run finds them from the rows that changed, through the change_seq
+    -- indexes (not by joining every pair and testing three tables with OR); a full run (since 0) takes every link
+    -- from the first branch alone.
+    SELECT cl.link_id FROM userdebtor.user_debtor_link cl WHERE cl.change_seq > :since
+    UNION
+    SELECT ul.link_id FROM userdebtor.web_user cu JOIN userdebtor.user_debtor_link ul ON ul.user_id = cu.user_id
+     WHERE cu.change_seq > :since AND CAST(:since AS bigint) > 0
+    UNION
+    SELECT dl.link_id FROM userdebtor.erp_debtor cd JOIN userdebtor.user_debtor_link dl ON dl.dr_cust_code = cd.dr_cust_code
+     WHERE cd.change_seq > :since AND CAST(:since AS bigint) > 0
+    UNION
+    SELECT k.link_id FROM userdebtor.conflict k WHERE k.status = 'resolved'
+), pair AS (
     SELECT l.*, u.email_address, u.name, u.address1, u.address2, u.address3, u.address4, u.address5, u.address6,
            u.phone_number, u.postcode, u.abn, u.industry_code, u.updated_at AS web_changed_at,
            d.dr_email, d.dr_cust_name, d.dr_addr_1, d.dr_addr_2, d.dr_addr_3, d.dr_addr_4, d.dr_addr_5,
            d.dr_addr_6, d.dr_phone, d.dr_postcode, d.dr_abn, d.dr_industry_code,
            d.dr_date_last_changed AS erp_changed_at
-      FROM userdebtor.user_debtor_link l
+      FROM touched t
+      JOIN userdebtor.user_debtor_link l ON l.link_id = t.link_id
       JOIN userdebtor.web_user u ON u.user_id = l.user_id
       JOIN userdebtor.erp_debtor d ON d.dr_cust_code = l.dr_cust_code
      WHERE l.state = 'active'
-       AND (l.change_seq > :since OR u.change_seq > :since OR d.change_seq > :since
-            OR EXISTS (SELECT 1 FROM userdebtor.conflict k WHERE k.link_id = l.link_id AND k.status = 'resolved'))
 ), field AS (
     SELECT p.link_id, p.user_id, p.dr_cust_code, f.field, f.base, f.web, f.erp, p.web_changed_at, p.erp_changed_at
       FROM pair p
