@@ -29,27 +29,8 @@ from userdebtor_pipeline.paths import read_sql
 
 GROUP = "load"
 USER_CHUNK = 2_000  # users created per transaction: their links, tokens and welcome emails commit together
-_NEW_DEBTOR_COLUMNS = (
-    "dr_cust_code",
-    "dr_cust_name",
-    "dr_cust_type",
-    "dr_email",
-    "dr_phone",
-    "dr_addr_1",
-    "dr_addr_2",
-    "dr_addr_3",
-    "dr_addr_4",
-    "dr_addr_5",
-    "dr_addr_6",
-    "dr_postcode",
-    "dr_abn",
-    "dr_industry_code",
-    "dr_price_code",
-    "dr_tax_code",
-    "dr_territory",
-    "dr_credit_limit",
-    "dr_account_status",
-)
+# Every deb_master column but the dates, which the ERP's insert stamps itself.
+_NEW_DEBTOR_COLUMNS = tuple(c for c in DEB_MASTER_COLUMNS if c not in ("dr_date_created", "dr_date_last_changed"))
 _CHANGED_FIELDS = ("email", "name", "address1", "address2", "address3", "address4", "address5", "address6",
                    "phone_number", "postcode", "abn", "industry_code")
 _CHANGE_COLUMNS = ("dr_cust_code", *(c for f in _CHANGED_FIELDS for c in (f, f"{f}_way")))
