@@ -54,24 +54,13 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_seed(args: argparse.Namespace) -> int:
     from userdebtor_pipeline.schema import init_databases
-    from userdebtor_pipeline.seed import SeedError, seed_databases
+    from userdebtor_pipeline.seed import SeedError, seed_for_settings
 
     erp, web = _engines()
     init_databases(erp, web)
     settings = _settings_or_default()
     try:
-        report = seed_databases(
-            erp,
-            web,
-            debtors=args.debtors,
-            users=args.users,
-            seed=args.seed,
-            prefix=settings.user_debtor.new_account_prefix,
-            width=settings.user_debtor.account_number_width,
-            template_code=settings.user_debtor.template_customer,
-            cash_code=settings.instant_accounts.cash_account_code,
-            excluded_codes=tuple(settings.instant_accounts.excluded_account_codes),
-        )
+        report = seed_for_settings(erp, web, settings, debtors=args.debtors, users=args.users, seed=args.seed)
     except SeedError as exc:
         print(f"seed: {exc}", file=sys.stderr)
         return EXIT_BAD_SETUP
@@ -180,6 +169,21 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from userdebtor_pipeline.bench import BenchError, BenchOptions, all_syncs_succeeded, print_report, run_bench
+
+    options = BenchOptions(
+        scale=args.scale, baseline_scale=args.baseline_scale, out=args.out, seed=args.seed, home=args.home,
+        settle=not args.no_settle, mail=args.mail, keep_server=args.keep_server,
+    )
+    try:
+        report = run_bench(options)
+    except BenchError as exc:
+        raise SetupError(str(exc)) from None
+    print_report(report)
+    return EXIT_OK if all_syncs_succeeded(report) else EXIT_HELD
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="userdebtor", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -221,6 +225,21 @@ def build_parser() -> argparse.ArgumentParser:
     resolve.add_argument("--take", required=True, choices=("erp", "web"), help="the side whose value is kept")
     resolve.add_argument("--by", default=None, help="who decided (default: the OS user)")
     resolve.set_defaults(func=cmd_resolve)
+    bench = sub.add_parser("bench", help="time seed, first load, full and changed-since syncs at scale N on a fresh "
+                                         "database, against a row-by-row baseline; a JSON report and a table")
+    bench.add_argument("--scale", type=int, required=True, help="debtors and users to seed (N)")
+    bench.add_argument("--baseline-scale", type=int, default=None,
+                       help="scale of the row-by-row baseline and the project's run beside it (default min(N, 20000))")
+    bench.add_argument("--out", type=Path, default=None, help="the JSON report (default ./bench-<N>.json)")
+    bench.add_argument("--seed", type=int, default=42)
+    bench.add_argument("--home", type=Path, default=None,
+                       help="scratch USERDEBTOR_HOME of the fresh embedded database (default ./.userdebtor/bench-<N>)")
+    bench.add_argument("--no-settle", action="store_true",
+                       help="do not wait for the first load to leave the extracts' 5-minute re-read window")
+    bench.add_argument("--mail", choices=("deliver", "hold"), default="deliver",
+                       help="deliver: emails into the home's Maildir; hold: no mail server, emails stay queued")
+    bench.add_argument("--keep-server", action="store_true", help="leave the embedded PostgreSQL running afterwards")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 
