@@ -36,6 +36,7 @@ def run_sync(
     dry_run: bool = False,
     lift_change_guard: bool = False,
     instance: dg.DagsterInstance | None = None,
+    log_level: str = "WARNING",
 ) -> SyncOutcome:
     """Execute the whole integration once. Never raises for a failed step: the outcome says what failed."""
     from userdebtor_pipeline.definitions import defs
@@ -45,7 +46,9 @@ def run_sync(
     run_config = {
         "resources": {
             "run_options": {"config": {"full": full, "dry_run": dry_run, "lift_change_guard": lift_change_guard}}
-        }
+        },
+        # The terminal shows the summary that `userdebtor sync` prints; every event stays in the run's own log.
+        "loggers": {"console": {"config": {"log_level": log_level}}},
     }
     if instance is None:
         instance = dg.DagsterInstance.ephemeral()
