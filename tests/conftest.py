@@ -7,6 +7,7 @@ named by USERDEBTOR_TEST_SERVER_URL, a maintenance URL such as postgresql://user
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 import warnings
@@ -78,6 +79,18 @@ def _dispose(dbs: Databases) -> None:
     dbs.erp.dispose()
     dbs.web.dispose()
     dispose_all()
+
+
+@pytest.fixture
+def embedded_home() -> Iterator[Path]:
+    """A USERDEBTOR_HOME for a test that starts its own embedded PostgreSQL.
+
+    Outside pytest's numbered temp folders: a second pytest session resets their parent to mode 0700, which locks
+    the embedded server's own (non-root) user out of its data directory mid-test.
+    """
+    home = Path(tempfile.mkdtemp(prefix="userdebtor-test-home-"))
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

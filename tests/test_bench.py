@@ -36,7 +36,8 @@ def _assert_measured(stage: dict, name: str) -> None:
 
 
 @pytest.mark.slow
-def test_bench_reports_every_stage_on_a_fresh_embedded_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_bench_reports_every_stage_on_a_fresh_embedded_database(tmp_path: Path, embedded_home: Path,
+                                                                monkeypatch: pytest.MonkeyPatch,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     for name in ("USERDEBTOR_ERP_URL", "USERDEBTOR_WEB_URL", "USERDEBTOR_CONFIG", "USERDEBTOR_HOME"):
         monkeypatch.delenv(name, raising=False)
@@ -44,7 +45,7 @@ def test_bench_reports_every_stage_on_a_fresh_embedded_database(tmp_path: Path, 
     out = tmp_path / "report.json"
 
     status = main(["bench", "--scale", str(SCALE), "--baseline-scale", str(SCALE), "--no-settle",
-                   "--home", str(tmp_path / "home"), "--out", str(out)])
+                   "--home", str(embedded_home), "--out", str(out)])
 
     assert status == EXIT_OK
     report = json.loads(out.read_text())
@@ -86,7 +87,7 @@ def test_bench_reports_every_stage_on_a_fresh_embedded_database(tmp_path: Path, 
     for word in ("seed", "full_sync", "changed_since_sync", "conversions_sync", "goals", "baseline", "speed ratio"):
         assert word in printed
     # The bench stops the server it started: a second run in the same home starts afresh.
-    assert not (tmp_path / "home" / "pgdata" / "postmaster.pid").exists()
+    assert not (embedded_home / "pgdata" / "postmaster.pid").exists()
 
 
 def test_bench_refuses_databases_that_hold_rows(pipeline_env, tmp_path: Path,
