@@ -110,35 +110,47 @@ def copy_into_temp(
 
 
 def _merge(web: Connection, spec: ExtractSpec, temp: str) -> int:
-    """Upsert the temp rows into the mirror; only rows whose content changed get a new change_seq."""
+    """Upsert the temp rows into the mirror; only rows whose content changed get a new change_seq.
+
+    Rows already in the mirror as they are are left out before the upsert: ON CONFLICT DO UPDATE locks (and
+    WAL-logs) every conflicting row even when its WHERE keeps it unchanged, so a table read whole every run
+    would rewrite a lock on each of its rows (at a million web customers, 5.6 s a run instead of 2).
+    """
     all_cols = spec.columns + spec.extra_columns
     non_key = tuple(c for c in all_cols if c not in spec.key)
     mirror = _ident("userdebtor", spec.mirror)
+    same_key = sql.SQL(" AND ").join(sql.SQL("o.{c} = t.{c}").format(c=_ident(c)) for c in spec.key)
     if spec.tracks_changes:
         insert_cols = _cols(all_cols + ("change_seq",))
-        select_cols = sql.SQL("{c}, nextval('userdebtor.change_seq')").format(c=_cols(all_cols))
+        select_cols = sql.SQL("{c}, nextval('userdebtor.change_seq')").format(c=_cols(all_cols, "t"))
         set_list = sql.SQL(", ").join(
             [sql.SQL("{c} = excluded.{c}").format(c=_ident(c)) for c in non_key + ("change_seq",)]
         )
     else:
         insert_cols = _cols(all_cols)
-        select_cols = _cols(all_cols)
+        select_cols = _cols(all_cols, "t")
         set_list = sql.SQL(", ").join([sql.SQL("{c} = excluded.{c}").format(c=_ident(c)) for c in non_key])
     if not non_key:  # a table of keys only (e.g. who acts for which account): new rows in, nothing to update
-        statement = sql.SQL("INSERT INTO {mirror} ({cols}) SELECT {cols} FROM {temp} ON CONFLICT DO NOTHING").format(
-            mirror=mirror, cols=_cols(all_cols), temp=_ident(temp)
-        )
+        statement = sql.SQL(
+            "INSERT INTO {mirror} ({cols}) SELECT {t_cols} FROM {temp} t"
+            " WHERE NOT EXISTS (SELECT 1 FROM {mirror} o WHERE {same_key}) ON CONFLICT DO NOTHING"
+        ).format(mirror=mirror, cols=_cols(all_cols), t_cols=_cols(all_cols, "t"), temp=_ident(temp),
+                 same_key=same_key)
         cur = web.connection.driver_connection.cursor()
         cur.execute(statement)
         return cur.rowcount
     statement = sql.SQL(
-        "INSERT INTO {mirror} AS m ({insert_cols}) SELECT {select_cols} FROM {temp} "
-        "ON CONFLICT ({key}) DO UPDATE SET {set_list} WHERE ({old}) IS DISTINCT FROM ({new})"
+        "INSERT INTO {mirror} AS m ({insert_cols}) SELECT {select_cols} FROM {temp} t"
+        " WHERE NOT EXISTS (SELECT 1 FROM {mirror} o WHERE {same_key} AND ({o_cols}) IS NOT DISTINCT FROM ({t_cols}))"
+        " ON CONFLICT ({key}) DO UPDATE SET {set_list} WHERE ({old}) IS DISTINCT FROM ({new})"
     ).format(
         mirror=mirror,
         insert_cols=insert_cols,
         select_cols=select_cols,
         temp=_ident(temp),
+        same_key=same_key,
+        o_cols=_cols(non_key, "o"),
+        t_cols=_cols(non_key, "t"),
         key=_cols(spec.key),
         set_list=set_list,
         old=_cols(non_key, "m"),
