@@ -12,6 +12,7 @@ import pytest
 
 from userdebtor_pipeline.bench import (
     GOAL_SCALE,
+    MEMORY_GOAL,
     SYNC_STAGES,
     evaluate_goals,
     format_report,
@@ -21,7 +22,7 @@ from userdebtor_pipeline.cli import EXIT_BAD_SETUP, EXIT_OK, main
 
 SCALE = 300
 MEMORY_KEYS = ("python_peak_rss_mb", "python_maxrss_mb", "postgres_peak_rss_mb", "postgres_peak_pss_mb",
-               "peak_total_rss_mb")
+               "peak_total_rss_mb", "peak_total_mb")
 
 
 def _assert_measured(stage: dict, name: str) -> None:
@@ -60,6 +61,7 @@ def test_bench_reports_every_stage_on_a_fresh_embedded_database(tmp_path: Path, 
         assert stage["assets"], f"{name}: per-asset seconds"
         assert all(isinstance(a["seconds"], float) for a in stage["assets"].values())
         assert stage["steps"], f"{name}: step durations from the Dagster event log"
+        assert stage["memory_by_step"], f"{name}: memory peaks put on the steps that ran at the time"
     assert report["stages"]["initial_sync"]["rows_changed"] > 0
 
     changes = report["stages"]["full_sync"]["changes_before"]
@@ -79,8 +81,7 @@ def test_bench_reports_every_stage_on_a_fresh_embedded_database(tmp_path: Path, 
     assert baseline["naive"]["rows_changed"] > 0
     assert isinstance(baseline["speed_ratio"], float)
 
-    assert [g["goal"] for g in report["goals"]] == [
-        "full sync", "changed-since sync", "peak memory (python + postgres RSS, syncs)"]
+    assert [g["goal"] for g in report["goals"]] == ["full sync", "changed-since sync", MEMORY_GOAL]
     assert all(isinstance(g["passed"], bool) and g["applies_at_this_scale"] is False for g in report["goals"])
 
     printed = capsys.readouterr().out
@@ -131,7 +132,7 @@ def test_writes_between_counts_only_tables_that_changed() -> None:
 def _stage(seconds: float, peak_mb: float, success: bool = True) -> dict:
     return {"seconds": seconds, "rows_changed": 100, "rows_per_second": 100 / seconds, "success": success,
             "memory": {"python_peak_rss_mb": peak_mb / 2, "postgres_peak_rss_mb": peak_mb / 2,
-                       "peak_total_rss_mb": peak_mb}, "assets": {}}
+                       "peak_total_rss_mb": peak_mb, "peak_total_mb": peak_mb}, "assets": {}}
 
 
 def test_goals_pass_and_fail_against_their_limits() -> None:
@@ -142,7 +143,7 @@ def test_goals_pass_and_fail_against_their_limits() -> None:
 
     assert goals["full sync"]["passed"] is True
     assert goals["changed-since sync"]["passed"] is False
-    peak = goals["peak memory (python + postgres RSS, syncs)"]
+    peak = goals[MEMORY_GOAL]
     assert peak["value"] == 1600 and peak["passed"] is False
     assert all(g["applies_at_this_scale"] for g in goals.values())
 
