@@ -28,6 +28,7 @@ from userdebtor_pipeline.email.render import (
     TemplateSpec,
     available_templates,
     render_email,
+    template_problems,
 )
 from userdebtor_pipeline.email.tokens import (
     TOKEN_PURPOSES,
@@ -60,5 +61,6 @@ __all__ = [
     "queue_warning",
     "release_held_emails",
     "render_email",
+    "template_problems",
     "token_link",
 ]

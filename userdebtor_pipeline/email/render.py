@@ -3,6 +3,10 @@
 Each email is three files in a templates folder: `<name>.subject.txt`, `<name>.txt` and `<name>.html`.
 The operator's `email.templates_dir` is searched first, file by file, so an operator can replace one file
 (or the shared `_base.html` layout) and keep the rest of the built-in set.
+
+Templates are edited by people without a shell, so every template renders in Jinja2's immutable sandbox: it
+sees the values the pipeline passes and nothing of Python's internals (`cycler.__init__.__globals__` is a
+SecurityError, never a call). `template_problems` checks a folder before a run writes anything (RULES A4).
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2 import nodes
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 BUILTIN_TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
@@ -80,12 +87,14 @@ class RenderedEmail:
 
 
 @lru_cache(maxsize=16)
-def _environment(templates_dir: str | None) -> jinja2.Environment:
+def _environment(templates_dir: str | None) -> ImmutableSandboxedEnvironment:
     loaders: list[jinja2.BaseLoader] = []
     if templates_dir is not None:
         loaders.append(jinja2.FileSystemLoader(templates_dir))
     loaders.append(jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES_DIR)))
-    return jinja2.Environment(
+    # E1: the sandbox refuses internals (`__class__`, `__globals__`, ...) and, immutable, any change of a
+    # value the pipeline passes (`list.append`, `dict.update`).
+    return ImmutableSandboxedEnvironment(
         loader=jinja2.ChoiceLoader(loaders),
         # A misspelt or missing variable is an error, never a blank in an email sent to a customer.
         undefined=jinja2.StrictUndefined,
@@ -96,7 +105,7 @@ def _environment(templates_dir: str | None) -> jinja2.Environment:
     )
 
 
-def environment(templates_dir: str | Path | None = None) -> jinja2.Environment:
+def environment(templates_dir: str | Path | None = None) -> ImmutableSandboxedEnvironment:
     """The Jinja2 environment for an operator folder (or None for the built-in templates only)."""
     if templates_dir is None or str(templates_dir) == "":
         return _environment(None)
@@ -130,6 +139,11 @@ def _load(env: jinja2.Environment, filename: str, *, required: bool) -> jinja2.T
 def _render(template: jinja2.Template, context: Mapping[str, Any]) -> str:
     try:
         return template.render(context)
+    except SecurityError as exc:
+        raise EmailTemplateError(
+            f"email template {template.name} reaches outside the sandbox (only the values passed to it may be "
+            f"used): {exc}"
+        ) from exc
     except jinja2.UndefinedError as exc:
         raise EmailTemplateError(f"email template {template.name}: {exc.message}") from exc
     except jinja2.TemplateError as exc:
@@ -172,3 +186,80 @@ def render_email(
     body_text = _render(text_tpl, values).strip() + "\n"
     body_html = _render(html_tpl, values) if html_tpl is not None else None
     return RenderedEmail(subject=subject, body_text=body_text, body_html=body_html)
+
+
+# ------------------------------------------------------------------------------------- settings check
+
+# Representative values for checking a template before a run: every variable a template may use.
+_SAMPLE_VALUES: dict[str, Any] = {
+    "link": "https://shop.example.com/account/verify?token=sample",
+    "name": "Sample Person",
+    "email_address": "sample@example.com",
+    "account_code": "C10001",
+    "account_name": "Sample Account",
+    "accounts": ["C10001", "C10002"],
+    "expires_hours": 48,
+    "days": 90,
+    "details": {"code": "C10001", "email": "sample@example.com"},
+    "store_name": "Sample Store",
+    "site_url": "https://shop.example.com",
+    "run_id": "00000000-0000-0000-0000-000000000000",
+    "started_at": "2026-01-01 00:00:00 UTC",
+    "ui_url": "http://localhost:3000/runs/00000000",
+}
+
+
+def _sample_context(template: str) -> dict[str, Any]:
+    spec = TEMPLATES.get(template, TemplateSpec(required=()))
+    names = (*spec.required, *spec.optional, *_COMMON_OPTIONAL)
+    return {name: _SAMPLE_VALUES.get(name, f"sample {name}") for name in names}
+
+
+def _reaches_internals(source: str, env: jinja2.Environment) -> str | None:
+    """The first `x._private` or `x["__dunder__"]` in a template, wherever it stands (taken branch or not)."""
+    tree = env.parse(source)
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        name = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+        if isinstance(name, str) and name.startswith("_"):
+            return f"line {node.lineno} uses {name!r}"
+    return None
+
+
+def template_problems(templates_dir: str | Path | None) -> list[str]:
+    """Why the operator's templates cannot be used, one line per problem naming the file; [] when none.
+
+    Every file in the folder must compile in the sandbox and name nothing private (a `_` attribute); then
+    every email is rendered with sample values, so that what the sandbox refuses at render time shows now,
+    before a run writes anything, rather than in the middle of one.
+    """
+    if templates_dir is None or str(templates_dir) == "":
+        return []
+    try:
+        env = environment(templates_dir)
+    except EmailTemplateError as exc:
+        return [str(exc)]
+    folder = Path(templates_dir).expanduser().resolve()
+    problems: list[str] = []
+    for filename in jinja2.FileSystemLoader(str(folder)).list_templates():
+        try:
+            source = (folder / filename).read_text(encoding="utf-8")
+            hint = _reaches_internals(source, env)
+        except UnicodeDecodeError:
+            problems.append(f"email template {filename}: not UTF-8 text")
+            continue
+        except jinja2.TemplateSyntaxError as exc:
+            problems.append(f"email template {filename} line {exc.lineno}: {exc.message}")
+            continue
+        if hint:
+            problems.append(
+                f"email template {filename} reaches outside the sandbox ({hint}); a template may use only the "
+                "values passed to it"
+            )
+    if problems:
+        return problems
+    for template in available_templates(folder):
+        try:
+            render_email(template, _sample_context(template), folder)
+        except EmailTemplateError as exc:
+            problems.append(str(exc))
+    return problems
