@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
+from userdebtor_pipeline.masking import MASK, mask_secrets
 from userdebtor_pipeline.paths import home_dir
 
 ERP_URL_ENV = "USERDEBTOR_ERP_URL"
@@ -45,9 +46,9 @@ def _normalise(url: str) -> str:
 
 
 def safe_url(url: str | URL) -> str:
-    """The URL as it may be printed: password hidden."""
+    """The URL as it may be printed: every password hidden, in `user:pass@` and in the query (A5)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        return mask_secrets(make_url(url))
     except Exception:  # a URL so broken it does not parse: print nothing of it
         return "<unparseable URL>"
 
@@ -109,10 +110,21 @@ def check_reachable(engine: Engine, name: str) -> None:
             conn.execute(sa.text("SELECT 1"))
     except Exception as exc:
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
-        password = engine.url.password
-        if password:
-            reason = reason.replace(str(password), "***")
+        # The server may quote what it was given: hide the URL's passwords wherever they appear.
+        for password in (engine.url.password, *_query_passwords(engine.url)):
+            if password:
+                reason = reason.replace(str(password), MASK)
+        reason = mask_secrets(reason)
         raise DatabaseError(f"cannot reach the {name} database at {safe_url(engine.url)}: {reason}") from None
+
+
+def _query_passwords(url: URL) -> list[str]:
+    """The values of the URL's `?password=` (any case): libpq takes them as the password."""
+    values: list[str] = []
+    for key, value in url.query.items():
+        if key.lower() == "password":
+            values.extend([value] if isinstance(value, str) else value)
+    return values
 
 
 def dispose_all() -> None:

@@ -8,6 +8,8 @@ from typing import Any
 
 import dagster as dg
 
+from userdebtor_pipeline.masking import mask_secrets
+
 _log = logging.getLogger(__name__)
 
 
@@ -82,7 +84,7 @@ def _warn_about_failure(instance: dg.DagsterInstance, run_id: str) -> None:
     try:
         warn_about_failed_run(instance, instance.get_run_by_id(run_id), None, engine_for(resolve_urls().web))
     except Exception as exc:  # the outcome the caller prints matters more than the email about it
-        _log.warning("could not record or warn about failed run %s: %s", run_id, exc)
+        _log.warning("could not record or warn about failed run %s: %s", run_id, mask_secrets(str(exc)))
 
 
 def _root_message(error: Any) -> str:
@@ -90,4 +92,4 @@ def _root_message(error: Any) -> str:
     while getattr(error, "cause", None) is not None:
         error = error.cause
     lines = [line for line in (error.message or "").strip().splitlines() if line.strip()]
-    return lines[0].strip() if lines else str(error)
+    return mask_secrets(lines[0].strip() if lines else str(error))

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from userdebtor_pipeline.db import safe_url
 from userdebtor_pipeline.defs.resources import SYNC_LOCK_KEY
+from userdebtor_pipeline.masking import mask_secrets
 
 EXAMPLES = 5  # examples shown per kind: enough to find the records, too few to leak a customer list
 _EMAIL = re.compile(r"[^\s<>@,;:\"']+@[^\s<>@,;:\"']+")
@@ -174,7 +175,8 @@ def _collect_runs(conn: Connection, report: StatusReport, limit: int) -> None:
     newest_unfinished = next((r.run_id for r in rows if r.finished_at is None and not r.outcome), None)
     report.runs = [
         RunLine(run_id=r.run_id, started_at=r.started_at, finished_at=r.finished_at, mode=r.mode,
-                dry_run=bool(r.dry_run), outcome=_run_outcome(r, newest_unfinished, sync_running), error=r.error)
+                dry_run=bool(r.dry_run), outcome=_run_outcome(r, newest_unfinished, sync_running),
+                error=mask_secrets(r.error) if r.error else None)
         for r in rows
     ]
     report.runs_last_day = {str(k): int(v) for k, v in conn.execute(_RUNS_LAST_DAY_SQL)}
@@ -194,7 +196,7 @@ def _without_addresses(text: str | None) -> str:
     if not text:
         return ""
     first_line = text.strip().splitlines()[0] if text.strip() else ""
-    cleaned = _EMAIL.sub("<address>", first_line)
+    cleaned = _EMAIL.sub("<address>", mask_secrets(first_line))
     return cleaned if len(cleaned) <= 120 else cleaned[:117] + "..."
 
 

@@ -22,15 +22,21 @@ from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
-import yaml
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection, Engine
 
 from userdebtor_pipeline.email import deliver_with_settings, queue_email
 from userdebtor_pipeline.email.delivery import DeliveryReport
+from userdebtor_pipeline.masking import mask_secrets
 from userdebtor_pipeline.operations.data_docs import reports_dir
 from userdebtor_pipeline.paths import mail_dir
-from userdebtor_pipeline.settings import EmailSettings, SettingsError, UserDebtorSettings, config_path, load_settings
+from userdebtor_pipeline.settings import (
+    EmailSettings,
+    SettingsError,
+    UserDebtorSettings,
+    load_settings,
+    read_settings_file,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -83,7 +89,7 @@ def _root_error(error: Any) -> tuple[str, str]:
         error = error.cause
     name = getattr(error, "cls_name", None) or type(error).__name__
     lines = [line.strip() for line in (getattr(error, "message", "") or "").splitlines() if line.strip()]
-    message = lines[0] if lines else str(error)
+    message = mask_secrets(lines[0] if lines else str(error))
     # Serialized errors read "package.module.Class: text"; the class name alone says as much.
     head, sep, rest = message.partition(": ")
     if sep and head.endswith(name) and " " not in head:
@@ -118,7 +124,7 @@ def describe_failed_run(instance: dg.DagsterInstance, run: dg.DagsterRun,
     errors += [f"blocking check {c.name} failed: {c.summary or 'see the check in the Dagster UI'}" for c in held]
     if not errors and failure_event is not None:
         # A run that failed outside any step (e.g. its worker died): the run failure event is all there is.
-        errors.append(failure_event.message or "the run failed")
+        errors.append(mask_secrets(failure_event.message) or "the run failed")
     record = instance.get_run_record_by_id(run.run_id)
     started = datetime.fromtimestamp(record.start_time, UTC) if record and record.start_time else None
     error = "\n".join(errors) or "the run failed without a step error; see its log in the Dagster UI"
@@ -149,9 +155,9 @@ def warning_settings(path: str | os.PathLike[str] | None = None) -> WarningSetti
         problem = str(exc)
     raw: Mapping[str, Any] = {}
     try:
-        loaded = yaml.safe_load(config_path(path).read_text(encoding="utf-8"))
+        loaded = read_settings_file(path)  # bounded: an alias bomb fails here in milliseconds too
         raw = loaded if isinstance(loaded, Mapping) else {}
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+    except SettingsError:
         pass
     user_debtor = raw.get("user_debtor") if isinstance(raw.get("user_debtor"), Mapping) else {}
     warning_to = UserDebtorSettings.model_fields["warning_emails_to"].default
