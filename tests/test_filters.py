@@ -173,8 +173,10 @@ def test_numbers_are_bound_typed_to_the_column() -> None:
     sql, params = compiled("dr_credit_limit >= 1000.50 and dr_credit_limit < 5000 and dr_credit_limit > -1")
     assert list(params.values()) == [Decimal("1000.50"), Decimal("5000"), Decimal("-1")]
     assert "1000" not in sql
-    # a number against a text column is the text as written, as PRONTO compares it
-    _, params = compiled("dr_account_status = 61")
+    # A4: a number against a text column is refused (is it '61' or '061'?); quoted, it is text
+    with pytest.raises(FilterError, match="holds text"):
+        compiled("dr_account_status = 61")
+    _, params = compiled("dr_account_status = '61'")
     assert params == {"dr_account_status_1": "61"}
 
 

@@ -86,6 +86,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     _, web = _engines()
     if not state_is_ready(web):
         raise SetupError("the pipeline's state schema is missing: run `userdebtor init` first")
+    _check_before_writing(settings, web)
     outcome = run_sync(full=args.full, dry_run=args.dry_run, lift_change_guard=args.allow_large_change)
     print_sync_report(outcome, web, settings, dry_run=args.dry_run)
     if outcome.success:
@@ -94,6 +95,17 @@ def cmd_sync(args: argparse.Namespace) -> int:
         return EXIT_HELD
     setup_errors = [e for e in outcome.errors if "Settings" in e or "cannot reach" in e or "settings" in e]
     return EXIT_BAD_SETUP if setup_errors else EXIT_HELD
+
+
+def _check_before_writing(settings, web) -> None:
+    """RULES A4: roles, templates and the rest that the file alone cannot tell, before the run starts."""
+    from userdebtor_pipeline.preflight import check_before_writing
+    from userdebtor_pipeline.settings import SettingsError
+
+    try:
+        check_before_writing(settings, web)
+    except SettingsError as exc:
+        raise SetupError(str(exc)) from None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -248,7 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except SetupError as exc:
-        print(f"userdebtor {args.command}: {exc}", file=sys.stderr)
+        from userdebtor_pipeline.masking import mask_secrets
+
+        print(f"userdebtor {args.command}: {mask_secrets(str(exc))}", file=sys.stderr)
         return EXIT_BAD_SETUP
 
 

@@ -418,6 +418,10 @@ _COMPARE: dict[str, Callable[[ColumnElement[Any], Any], ColumnElement[bool]]] = 
 }
 
 
+# deb_master's numbers are numeric(14,2): twelve digits before the point.
+_NUMERIC_BOUND = Decimal(10) ** 12
+
+
 def _is_text(column: ColumnElement[Any]) -> bool:
     return isinstance(column.type, sa.String | sa.types.NullType)
 
@@ -426,7 +430,8 @@ def _coerce(token: _Token, column: ColumnElement[Any], column_token: _Token, tex
     """The Python value to bind for `token`, typed to suit `column`.
 
     Checking here, rather than letting the database refuse the query, turns a wrong value into a settings
-    error before a run starts. Numbers against text columns are kept as written (`so-order-status = 61`).
+    error before a run starts (RULES A4): a text column takes a quoted value only (`dr-cust-type = 5` is
+    refused: is it '5' or '05'?), a number column a number that fits numeric(14,2), a date column a date.
     """
     col_type = column.type
     name = column_token.value
@@ -435,6 +440,13 @@ def _coerce(token: _Token, column: ColumnElement[Any], column_token: _Token, tex
         return FilterError(f"{name!r} holds {what}; {token.describe()} is not one", text, token.pos)
 
     if isinstance(col_type, sa.String):
+        if token.kind == "number":
+            raise FilterError(
+                f"{name!r} holds text; compare it with a quoted value ('{token.value}'), not the number "
+                f"{token.value}",
+                text,
+                token.pos,
+            )
         return token.value
     if isinstance(col_type, sa.Integer):
         try:
@@ -448,6 +460,10 @@ def _coerce(token: _Token, column: ColumnElement[Any], column_token: _Token, tex
             raise wrong("numbers") from None
         if not number.is_finite():
             raise wrong("numbers")
+        if abs(number) >= _NUMERIC_BOUND:
+            raise FilterError(
+                f"{name!r} holds numbers below {_NUMERIC_BOUND:,}; {token.describe()} is out of range", text, token.pos
+            )
         return number
     if isinstance(col_type, sa.DateTime | sa.Date):
         if token.kind != "string":

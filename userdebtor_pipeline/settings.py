@@ -11,11 +11,12 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import unicodedata
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -53,6 +54,7 @@ __all__ = [
     "field_spec",
     "load_settings",
     "parse_settings",
+    "read_settings_file",
 ]
 
 CONFIG_ENV = "USERDEBTOR_CONFIG"
@@ -106,6 +108,23 @@ _CRON_FIELD = re.compile(r"^[A-Za-z0-9*,/?-]+$")
 _CRON_ALIASES = frozenset({"@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight"})
 
 
+# Line breaks and other control characters in an address, code, prefix or URL end up in email headers,
+# ERP codes or links (RULES A4). Filters may span lines: there a tab or line break is only a space.
+_LINE_BREAKS = frozenset("\u2028\u2029\x85")
+
+
+def _control_character(value: str, *, multiline: bool = False) -> str | None:
+    """How to name the first control character in `value` (e.g. "a line break"), or None when it has none."""
+    for ch in value:
+        if multiline and ch in "\t\r\n":
+            continue
+        if ch in "\r\n" or ch in _LINE_BREAKS:
+            return "a line break"
+        if unicodedata.category(ch) in ("Cc", "Cf"):
+            return f"a control character (U+{ord(ch):04X})"
+    return None
+
+
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty")
@@ -113,7 +132,7 @@ def _not_blank(value: str) -> str:
 
 
 def _email_address(value: str) -> str:
-    if not _EMAIL.match(value):
+    if not _EMAIL.fullmatch(value):
         raise ValueError(f"{value!r} is not an email address (expected name@domain)")
     return value
 
@@ -154,7 +173,7 @@ def _timezone(value: str) -> str:
 
 
 def _http_url(value: str) -> str:
-    if not re.match(r"^https?://[^\s/]+", value):
+    if not re.fullmatch(r"https?://[^\s/?#]+(?:[/?#]\S*)?", value):
         raise ValueError(f"{value!r} is not an http:// or https:// address")
     return value.rstrip("/")
 
@@ -165,6 +184,9 @@ EmailStr = Annotated[str, AfterValidator(_email_address)]
 FilterStr = Annotated[str, AfterValidator(_filter_query)]
 CronStr = Annotated[str, AfterValidator(_cron)]
 PositiveInt = Annotated[int, Field(gt=0)]
+# Ranges the run can use: SQL intervals and dates stay far inside PostgreSQL's limits (A4).
+Days = Annotated[int, Field(gt=0, le=36_500)]  # up to a hundred years
+Hours = Annotated[int, Field(gt=0, le=8_760)]  # up to a year
 
 
 def _normalise_fields(values: list[str]) -> list[str]:
@@ -190,6 +212,20 @@ class _Section(BaseModel):
     """Common strictness: unknown keys and loosely typed values are errors, not guesses."""
 
     model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, validate_assignment=True)
+    # Keys whose text may span lines (filters); every other text refuses line breaks and control characters.
+    multiline_keys: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
+        texts = value if isinstance(value, list) else [value]
+        for text in texts:
+            if isinstance(text, str):
+                multiline = info.field_name in cls.multiline_keys
+                found = _control_character(text, multiline=multiline)
+                if found:
+                    raise ValueError(f"{_show(text)} holds {found}; it must be one line of plain text")
+        return value
 
 
 _DEFAULT_CREATION_FIELDS = [spec.name for spec in FIELDS]
@@ -219,6 +255,8 @@ class UserDebtorSettings(_Section):
     conflict_policy: Literal["erp_wins", "web_wins", "newest_wins", "hold"] = "erp_wins"
     on_erp_delete: Literal["deactivate", "warn_only"] = "deactivate"
 
+    multiline_keys: ClassVar[frozenset[str]] = frozenset({"customer_master_filter", "css_customer_filter"})
+
     @field_validator("roles_requiring_erp_account")
     @classmethod
     def _roles_needed_when_enabled(cls, value: list[str], info: ValidationInfo) -> list[str]:
@@ -231,7 +269,7 @@ class UserDebtorSettings(_Section):
     @classmethod
     def _prefix_is_code_safe(cls, value: str) -> str:
         # The prefix becomes part of an ERP debtor code, so only characters that are safe there.
-        if not _PREFIX.match(value):
+        if not _PREFIX.fullmatch(value):
             raise ValueError(f"{value!r} must be 1 to 10 of A-Z, 0-9 and _ (it starts every new debtor code)")
         return value
 
@@ -271,15 +309,15 @@ class InstantAccountSettings(_Section):
     cash_account_code: CodeStr = "CASH"
     excluded_account_codes: list[CodeStr] = Field(default_factory=lambda: ["STAFF"])
     default_role: NonEmptyStr = "B2B"
-    reverify_after_days: PositiveInt = 90
-    token_ttl_hours: PositiveInt = 48
+    reverify_after_days: Days = 90
+    token_ttl_hours: Hours = 48
 
 
 class OrderHistorySettings(_Section):
     """`order_history`: which ERP orders the web shows (rules O1-O2)."""
 
     enabled: StrictBool = True
-    archive_days: PositiveInt = 365
+    archive_days: Days = 365
     hidden_statuses: list[CodeStr] = Field(default_factory=lambda: ["61"])
 
 
@@ -295,7 +333,7 @@ class EmailSettings(_Section):
     smtp_password: SecretStr | None = None
     smtp_starttls: StrictBool = False
     templates_dir: NonEmptyStr | None = None
-    max_attempts: Annotated[int, Field(ge=1)] = 5
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 5
 
     @field_validator("site_url")
     @classmethod
@@ -309,7 +347,7 @@ class SafetySettings(_Section):
     max_change_fraction: Annotated[float, Field(gt=0, le=1)] = 0.2
     # With very few linked pairs any change is a large share; below this count the guard stays quiet.
     # With only a handful of linked pairs a share means little (one change of two is 50%).
-    guard_min_linked_pairs: Annotated[int, Field(ge=0)] = 5
+    guard_min_linked_pairs: Annotated[int, Field(ge=0, le=1_000_000_000)] = 5
 
 
 class ScheduleSettings(_Section):
@@ -372,6 +410,7 @@ class SettingsError(ValueError):
 
 
 _SECRET_KEYS = frozenset({"smtp_password"})
+_RANGE_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:
@@ -413,7 +452,7 @@ def _describe(item: Mapping[str, Any]) -> str:
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         # Pydantic would name our class; the user wrote YAML, so say it in YAML terms.
         message = "must be a section of keys (a mapping)"
-    if kind.endswith("_type") or kind == "literal_error":
+    if kind.endswith("_type") or kind in ("literal_error", *_RANGE_ERRORS):
         if not any(part in _SECRET_KEYS for part in loc):
             message = f"{message} (got {_show(item.get('input'))})"
     return f"{key}: {message}"
@@ -449,6 +488,68 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+# A settings file is a few kilobytes; these bounds make a hostile one fail in milliseconds (A4).
+MAX_SETTINGS_BYTES = 256 * 1024
+# Values the file stands for once every alias (`*name`) is expanded: a "billion laughs" file of 400 bytes
+# stands for billions of values that validation would walk one by one.
+MAX_SETTINGS_VALUES = 100_000
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many values `root` stands for with every alias expanded, counted without expanding anything.
+
+    Aliases share nodes, so each node's size is computed once; the count stops as soon as it passes the
+    bound. A node that contains itself (`&a [*a]`) is refused outright.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise yaml.constructor.ConstructorError(
+                None, None, "an alias refers to the value that contains it", node.start_mark
+            )
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > MAX_SETTINGS_VALUES:
+                break
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(root)
+
+
+def _read_yaml(text: str) -> Any:
+    """Parse the settings text, refusing a file whose aliases expand past MAX_SETTINGS_VALUES values."""
+    loader = _StrictLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        if _expanded_size(root) > MAX_SETTINGS_VALUES:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"the file's aliases (*name) expand to more than {MAX_SETTINGS_VALUES:,} values; "
+                "a settings file needs a few hundred",
+                root.start_mark,
+            )
+        return loader.construct_document(root)
+    finally:
+        loader.dispose()
 
 
 def parse_settings(data: Mapping[str, Any] | None, source: str | None = None) -> Settings:
@@ -488,9 +589,21 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     with settings nobody chose. An empty file means every default.
     """
     file = config_path(path)
+    return parse_settings(read_settings_file(file), str(file))
+
+
+def read_settings_file(path: str | os.PathLike[str] | None = None) -> Any:
+    """The settings file's YAML as plain data, read within bounds (size, aliases); SettingsError otherwise."""
+    file = config_path(path)
     source = str(file)
     try:
-        text = file.read_text(encoding="utf-8")
+        # Read one byte past the bound rather than trusting the size a FIFO or device would report.
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_SETTINGS_BYTES + 1)
+        if len(raw) > MAX_SETTINGS_BYTES:
+            raise SettingsError(f"the file is larger than {MAX_SETTINGS_BYTES:,} bytes; a settings file is a few "
+                                "kilobytes", source)
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise SettingsError(
             f"settings file not found: {file.resolve()} (set {CONFIG_ENV} or create it; "
@@ -506,10 +619,9 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     except OSError as exc:
         raise SettingsError(f"cannot read {file.resolve()}: {exc.strerror or exc}", source) from None
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return _read_yaml(text)
     except yaml.YAMLError as exc:
         raise SettingsError(_yaml_problem(exc), source) from None
-    return parse_settings(data, source)
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

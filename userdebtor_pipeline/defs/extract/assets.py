@@ -16,6 +16,7 @@ from userdebtor_pipeline.defs.extract.staging import (
 )
 from userdebtor_pipeline.defs.resources import ErpDatabase, RunOptions, SyncLock, SyncSettings, WebDatabase
 from userdebtor_pipeline.filters import DEB_MASTER_COLUMNS, filter_columns_of, parse_filter
+from userdebtor_pipeline.preflight import check_before_writing
 
 GROUP = "extract"
 CONVERSIONS_APPLIED = dg.AssetKey("customer_conversions_applied")
@@ -144,9 +145,12 @@ def sync_run_started(
     run_options: RunOptions,
     sync_lock: SyncLock,
 ) -> dg.MaterializeResult:
-    settings.get()  # a settings typo stops the run here, before anything is read or written
+    # A4: settings that cannot work stop the run here, before anything is read or written, with the message
+    # `userdebtor sync` gives (a typo, a missing role, a template the sandbox refuses).
+    config = settings.get()
     erp.check()
     web.check()
+    check_before_writing(config, web.engine, settings.path)
     with web.engine.begin() as conn:
         since = 0
         if not run_options.full:
