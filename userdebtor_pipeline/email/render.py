@@ -86,6 +86,27 @@ class RenderedEmail:
     body_html: str | None
 
 
+# The most a template may build with `*` (characters or items) and the largest exponent of `**`: an email
+# needs far less, and a template must not be able to exhaust the pipeline's memory.
+_MAX_PRODUCT = 100_000
+_MAX_EXPONENT = 64
+
+
+class _EmailSandbox(ImmutableSandboxedEnvironment):
+    """The sandbox with `*` and `**` bounded, as `range` already is (jinja2.sandbox.MAX_RANGE)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > _MAX_EXPONENT:
+            raise SecurityError(f"an exponent above {_MAX_EXPONENT} is not allowed in an email template")
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(times, int) and len(seq) * times > _MAX_PRODUCT:
+                    raise SecurityError(f"'*' would build more than {_MAX_PRODUCT:,} characters or items")
+        return super().call_binop(context, operator, left, right)
+
+
 @lru_cache(maxsize=16)
 def _environment(templates_dir: str | None) -> ImmutableSandboxedEnvironment:
     loaders: list[jinja2.BaseLoader] = []
@@ -94,7 +115,7 @@ def _environment(templates_dir: str | None) -> ImmutableSandboxedEnvironment:
     loaders.append(jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES_DIR)))
     # E1: the sandbox refuses internals (`__class__`, `__globals__`, ...) and, immutable, any change of a
     # value the pipeline passes (`list.append`, `dict.update`).
-    return ImmutableSandboxedEnvironment(
+    return _EmailSandbox(
         loader=jinja2.ChoiceLoader(loaders),
         # A misspelt or missing variable is an error, never a blank in an email sent to a customer.
         undefined=jinja2.StrictUndefined,
@@ -141,12 +162,14 @@ def _render(template: jinja2.Template, context: Mapping[str, Any]) -> str:
         return template.render(context)
     except SecurityError as exc:
         raise EmailTemplateError(
-            f"email template {template.name} reaches outside the sandbox (only the values passed to it may be "
-            f"used): {exc}"
+            f"email template {template.name} is refused by the sandbox: {exc} (a template may use only the "
+            "values passed to it)"
         ) from exc
     except jinja2.UndefinedError as exc:
         raise EmailTemplateError(f"email template {template.name}: {exc.message}") from exc
     except jinja2.TemplateError as exc:
+        raise EmailTemplateError(f"email template {template.name}: {exc}") from exc
+    except OverflowError as exc:  # the sandbox's bound on range()
         raise EmailTemplateError(f"email template {template.name}: {exc}") from exc
 
 
@@ -252,8 +275,8 @@ def template_problems(templates_dir: str | Path | None) -> list[str]:
             continue
         if hint:
             problems.append(
-                f"email template {filename} reaches outside the sandbox ({hint}); a template may use only the "
-                "values passed to it"
+                f"email template {filename} is refused by the sandbox: {hint}, a private name (a template may "
+                "use only the values passed to it)"
             )
     if problems:
         return problems
