@@ -12,7 +12,7 @@ import re
 
 from sqlalchemy.engine import URL
 
-__all__ = ["MASK", "mask_secrets"]
+__all__ = ["MASK", "error_in_brief", "mask_secrets"]
 
 MASK = "***"
 
@@ -31,3 +31,21 @@ def mask_secrets(value: str | URL | None) -> str:
     text = value.render_as_string(hide_password=True) if isinstance(value, URL) else str(value)
     text = _USERINFO_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
     return _PASSWORD_PARAMETER.sub(lambda m: m.group("head") + MASK, text)
+
+
+_MAX_LISTED = 10
+
+
+def error_in_brief(message: str | None) -> str:
+    """An error as a person reads it in a summary or an email: its first line, masked.
+
+    A message whose first line announces a list (a SettingsError: "invalid settings in ...:" and one problem
+    a line) keeps its first items, so the summary still names the keys.
+    """
+    lines = [line.strip() for line in (message or "").strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    brief = lines[0]
+    if brief.endswith(":") and len(lines) > 1:
+        brief = " ".join([brief, *lines[1 : _MAX_LISTED + 1]])
+    return mask_secrets(brief)

@@ -8,7 +8,7 @@ from typing import Any
 
 import dagster as dg
 
-from userdebtor_pipeline.masking import mask_secrets
+from userdebtor_pipeline.masking import error_in_brief, mask_secrets
 
 _log = logging.getLogger(__name__)
 
@@ -91,5 +91,4 @@ def _root_message(error: Any) -> str:
     """The innermost cause of a step failure, in one line: what a person needs, not Dagster's wrapping."""
     while getattr(error, "cause", None) is not None:
         error = error.cause
-    lines = [line for line in (error.message or "").strip().splitlines() if line.strip()]
-    return mask_secrets(lines[0].strip() if lines else str(error))
+    return error_in_brief(error.message) or mask_secrets(str(error))

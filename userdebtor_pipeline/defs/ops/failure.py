@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from userdebtor_pipeline.email import deliver_with_settings, queue_email
 from userdebtor_pipeline.email.delivery import DeliveryReport
-from userdebtor_pipeline.masking import mask_secrets
+from userdebtor_pipeline.masking import error_in_brief, mask_secrets
 from userdebtor_pipeline.operations.data_docs import reports_dir
 from userdebtor_pipeline.paths import mail_dir
 from userdebtor_pipeline.settings import (
@@ -88,8 +88,7 @@ def _root_error(error: Any) -> tuple[str, str]:
     while getattr(error, "cause", None) is not None:
         error = error.cause
     name = getattr(error, "cls_name", None) or type(error).__name__
-    lines = [line.strip() for line in (getattr(error, "message", "") or "").splitlines() if line.strip()]
-    message = mask_secrets(lines[0] if lines else str(error))
+    message = error_in_brief(getattr(error, "message", "")) or mask_secrets(str(error))
     # Serialized errors read "package.module.Class: text"; the class name alone says as much.
     head, sep, rest = message.partition(": ")
     if sep and head.endswith(name) and " " not in head:
