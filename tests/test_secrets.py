@@ -112,8 +112,8 @@ def test_a5_a_failing_run_never_shows_the_password_in_the_query(pipeline_env, se
     captured = capfd.readouterr()
     outputs += [captured.out, captured.err]
 
-    assert "password=***" in "".join(outputs).lower()  # the URLs were shown, masked
     assert all(SECRET not in text for text in outputs)
+    assert "password=***" in "".join(outputs).lower()  # the URLs were shown, masked
     assert _files_holding(home, SECRET.encode()) == []
     assert _files_holding(dagster_home, SECRET.encode()) == []
     for run_id in run_ids:
