@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from dagster._serdes import serialize_value
 from sqlalchemy.engine import make_url
 
-from tests.support import add_template, add_user
+from tests.support import add_template, add_user, write_settings
 from userdebtor_pipeline.cli import main
 from userdebtor_pipeline.db import dispose_all, safe_url
 from userdebtor_pipeline.masking import error_in_brief, mask_secrets
@@ -78,6 +78,7 @@ def _rows_holding(engine: sa.engine.Engine, secret: str) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_a5_a_failing_run_never_shows_the_password_in_the_query(pipeline_env, settings_path, tmp_path, monkeypatch,
                                                                  capfd):
     home, dagster_home = tmp_path / "home", tmp_path / "dagster"
@@ -100,8 +101,16 @@ def test_a5_a_failing_run_never_shows_the_password_in_the_query(pipeline_env, se
     assert not outcome.success and "cannot reach the ERP database" in " ".join(outcome.errors)
     run_ids.append(outcome.run_id)
 
-    # 2. The ERP reachable, the password in the query, and a step failing in the middle of the run.
+    # 2. The ERP reachable, the password in the query: a blocking check holds a load and writes its report.
     monkeypatch.setenv("USERDEBTOR_ERP_URL", with_password(pipeline_env.erp_url))
+    write_settings(settings_path, user_debtor={"template_customer": "MISSING"})
+    outcome = run_sync(instance=instance)
+    assert outcome.failed_checks
+    run_ids.append(outcome.run_id)
+    assert list((home / "reports").rglob("*.html")), "the held check wrote a report"
+    write_settings(settings_path)
+
+    # 3. A step failing in the middle of the run.
     with pipeline_env.erp.begin() as conn:
         conn.execute(sa.text("ALTER TABLE erp.sales_order RENAME TO sales_order_gone"))
     assert main(["sync"]) != 0

@@ -64,6 +64,8 @@ import psutil
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
+from userdebtor_pipeline.masking import error_in_brief, mask_secrets
+
 _log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
@@ -1130,7 +1132,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             try:
                 main_stages(systems, sampler, settings, opts, as_of, stages, notes, lambda: _write(out, report))
             except Exception as exc:
-                report["error"] = f"{type(exc).__name__}: {exc}"
+                report["error"] = mask_secrets(f"{type(exc).__name__}: {exc}")
                 _write(out, report)  # what was measured before it broke
                 raise
             report.update(notes)
@@ -1139,7 +1141,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             try:
                 report["baseline"] = baseline_stage(systems, sampler, settings, opts, as_of)
             except (sa.exc.SQLAlchemyError, BenchError) as exc:
-                report["baseline"] = {"scale": opts.resolved_baseline_scale(), "error": str(exc).splitlines()[0]}
+                report["baseline"] = {"scale": opts.resolved_baseline_scale(), "error": error_in_brief(str(exc))}
                 _progress(f"baseline: not run: {report['baseline']['error']}")
         finally:
             if sampler is not None:
