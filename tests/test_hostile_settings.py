@@ -254,3 +254,21 @@ def test_a4_the_example_settings_pass_the_preflight(work_to_do, settings_path):
 
     assert settings_problems(load_settings(settings_path), work_to_do.web) == []
     assert yaml.safe_load(settings_path.read_text())  # the file the other cases rewrite
+
+
+def test_e1_a_run_refused_for_its_template_is_still_warned_about_with_the_built_in_one(work_to_do, settings_path,
+                                                                                      tmp_path):
+    from userdebtor_pipeline.runner import run_sync
+
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "sync_run_failed.txt").write_text(RCE)
+    write_settings(settings_path, email={"templates_dir": str(folder)})
+    outcome = run_sync()  # as the UI launches it: the first step refuses the template
+    assert outcome.failed_steps == ["sync_run_started"]
+    assert any("sync_run_failed.txt" in e for e in outcome.errors), outcome.errors
+    with work_to_do.web.connect() as conn:
+        body = conn.execute(
+            sa.text("SELECT body_text FROM web.email_outbox WHERE template = 'sync_run_failed'")
+        ).scalar()
+    assert body and "email.templates_dir" in body and "sandbox" in body

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from userdebtor_pipeline.email import deliver_with_settings, queue_email
 from userdebtor_pipeline.email.delivery import DeliveryReport
+from userdebtor_pipeline.email.render import template_problems
 from userdebtor_pipeline.masking import error_in_brief, mask_secrets
 from userdebtor_pipeline.operations.data_docs import reports_dir
 from userdebtor_pipeline.paths import mail_dir
@@ -149,7 +150,7 @@ def warning_settings(path: str | os.PathLike[str] | None = None) -> WarningSetti
     """
     try:
         settings = load_settings(path)
-        return WarningSettings(settings.user_debtor.warning_emails_to, settings.email)
+        return WarningSettings(settings.user_debtor.warning_emails_to, _usable_templates(settings.email))
     except SettingsError as exc:
         problem = str(exc)
     raw: Mapping[str, Any] = {}
@@ -169,7 +170,15 @@ def warning_settings(path: str | os.PathLike[str] | None = None) -> WarningSetti
         email = EmailSettings.model_validate(raw.get("email") or {})
     except ValidationError:
         email = EmailSettings()
-    return WarningSettings(warning_to, email, problem)
+    return WarningSettings(warning_to, _usable_templates(email), problem)
+
+
+def _usable_templates(email: EmailSettings) -> EmailSettings:
+    """The email settings with the built-in templates when the operator's folder is refused (A4, E1):
+    a bad template is a common reason for a failed run, and the warning about it must still render."""
+    if email.templates_dir and template_problems(email.templates_dir):
+        return email.model_copy(update={"templates_dir": None})
+    return email
 
 
 def _reports_of(run_id: str) -> list[Path]:
