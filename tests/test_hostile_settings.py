@@ -272,3 +272,11 @@ def test_e1_a_run_refused_for_its_template_is_still_warned_about_with_the_built_
             sa.text("SELECT body_text FROM web.email_outbox WHERE template = 'sync_run_failed'")
         ).scalar()
     assert body and "email.templates_dir" in body and "sandbox" in body
+
+
+def test_a5_a_refused_smtp_password_is_never_shown():
+    from userdebtor_pipeline.settings import SettingsError, parse_settings
+
+    with pytest.raises(SettingsError) as refused_password:
+        parse_settings({"email": {"smtp_password": f"{SECRET}\n"}})
+    assert "email.smtp_password" in str(refused_password.value) and SECRET not in str(refused_password.value)

@@ -224,7 +224,8 @@ class _Section(BaseModel):
                 multiline = info.field_name in cls.multiline_keys
                 found = _control_character(text, multiline=multiline)
                 if found:
-                    raise ValueError(f"{_show(text)} holds {found}; it must be one line of plain text")
+                    shown = "the value" if info.field_name in _SECRET_KEYS else _show(text)  # never a password
+                    raise ValueError(f"{shown} holds {found}; it must be one line of plain text")
         return value
 
 
