@@ -102,3 +102,17 @@ def digest(engine: Engine, query: str) -> str:
     """md5 of a query's rows in order: two databases in the same state give the same digest."""
     with engine.connect() as conn:
         return conn.execute(sa.text(f"SELECT md5(coalesce(string_agg(t::text, '|'), '')) FROM ({query}) t")).scalar()  # noqa: S608
+
+
+def follow_link(web: Engine, user_id: int, purpose: str = "verify_email", *, late: bool = False) -> int:
+    """The website's part when a person opens their newest emailed link: it stamps used_at (after expiry if late)."""
+    with web.begin() as conn:
+        return conn.execute(
+            sa.text(
+                "UPDATE web.verification_token SET used_at = CASE WHEN :late THEN expires_at + interval '1 minute'"
+                " ELSE clock_timestamp() END"
+                " WHERE token_hash = (SELECT token_hash FROM web.verification_token"
+                "   WHERE user_id = :u AND purpose = :p AND used_at IS NULL ORDER BY created_at DESC LIMIT 1)"
+            ),
+            {"u": user_id, "p": purpose, "late": late},
+        ).rowcount

@@ -78,7 +78,7 @@ def test_u1_in_scope_user_gets_a_debtor_copied_from_the_template(dbs):
 
 def test_u1_links_a_matching_in_scope_debtor_instead_of_creating(dbs):
     add_debtor(dbs.erp, "C100", "Match.Me@mail.example", name="Existing Account")
-    uid = add_user(dbs.web, "match.me@mail.example")
+    uid = add_user(dbs.web, "match.me@mail.example", email_verified=True)  # A1: a proven address
 
     synced()
 
@@ -179,7 +179,7 @@ def test_e1_emails_are_delivered_to_the_local_mail_folder(dbs, pipeline_env, tmp
 
 
 def test_u2_existing_unlinked_user_is_linked_not_duplicated(dbs):
-    uid = add_user(dbs.web, "already@mail.example", role="B2B")
+    uid = add_user(dbs.web, "already@mail.example", role="B2B", email_verified=True)  # A1: a proven address
     add_debtor(dbs.erp, "C400", "Already@mail.example")
     synced()
     assert link_of(dbs, uid) == "C400"

@@ -2,7 +2,7 @@
 WITH planned AS (
     SELECT u.user_id, p.customer_code, u.email_address, u.role
       FROM userdebtor.plan_contact_link_add p
-      JOIN web.app_user u ON lower(u.email_address) = p.email_key
+      JOIN web.app_user u ON userdebtor.email_key(u.email_address) = p.email_key
      WHERE p.batch IS NOT DISTINCT FROM CAST(:batch AS integer)
 ), added AS (
     INSERT INTO web.user_customer (user_id, customer_code, initial_role)
@@ -12,7 +12,7 @@ WITH planned AS (
 )
 -- Only links this statement made are the integration's: a row the website made meanwhile stays the website's.
 INSERT INTO userdebtor.contact_link (user_id, customer_code, email)
-SELECT a.user_id, a.customer_code, lower(p.email_address)
+SELECT a.user_id, a.customer_code, userdebtor.email_key(p.email_address)
   FROM added a
   JOIN planned p ON p.user_id = a.user_id AND p.customer_code = a.customer_code
 ON CONFLICT (user_id, customer_code) DO NOTHING

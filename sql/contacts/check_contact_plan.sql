@@ -1,8 +1,8 @@
 -- Reads the M1 plan for its blocking check: the users to create (with whether the email is a user already) and the links to add.
 
 -- step: users_to_create
-SELECT p.email_key, p.email_address, lower(p.email_address) AS email_lower, p.default_customer_code,
-       EXISTS (SELECT 1 FROM web.app_user u WHERE lower(u.email_address) = p.email_key) AS already_a_user
+SELECT p.email_key, p.email_address, userdebtor.email_key(p.email_address) AS email_lower, p.default_customer_code,
+       EXISTS (SELECT 1 FROM web.app_user u WHERE userdebtor.email_key(u.email_address) = p.email_key) AS already_a_user
   FROM userdebtor.plan_contact_user_create p
  ORDER BY p.email_key
 

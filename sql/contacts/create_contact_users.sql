@@ -6,12 +6,15 @@ WITH created AS (
            CASE WHEN p.pending_approval THEN 'PendingApproval' ELSE 'Active' END, now(), now()
       FROM userdebtor.plan_contact_user_create p
      WHERE p.batch = :batch
-       AND NOT EXISTS (SELECT 1 FROM web.app_user u WHERE lower(u.email_address) = p.email_key)
+       AND NOT EXISTS (SELECT 1 FROM web.app_user u WHERE userdebtor.email_key(u.email_address) = p.email_key)
      ORDER BY p.email_key
     ON CONFLICT DO NOTHING
     RETURNING user_id, email_address, name, default_customer_code, status
+), made AS (
+    -- A1: nobody logs in to a user the integration made but through the one-time link sent to its address.
+    INSERT INTO userdebtor.made_user (user_id, rule) SELECT user_id, 'M1' FROM created ON CONFLICT DO NOTHING
 )
 SELECT c.user_id, c.email_address, c.name, c.default_customer_code, c.status, p.account_name
   FROM created c
-  JOIN userdebtor.plan_contact_user_create p ON p.email_key = lower(c.email_address)
+  JOIN userdebtor.plan_contact_user_create p ON p.email_key = userdebtor.email_key(c.email_address)
  ORDER BY c.user_id

@@ -10,7 +10,7 @@ TRUNCATE userdebtor.plan_contact_user_create, userdebtor.plan_contact_link_add,
 -- Every (email, account) pair M1 asks for: an active contact with a well-formed email acting for a CSS account.
 -- The shared cash account is never linked to a person.
 CREATE TEMP TABLE contact_account_wanted ON COMMIT DROP AS
-SELECT lower(btrim(c.contact_email)) AS email_key,
+SELECT userdebtor.email_key(c.contact_email) AS email_key,
        ca.dr_cust_code               AS customer_code,
        c.contact_id
   FROM userdebtor.erp_contact c
@@ -19,7 +19,7 @@ SELECT lower(btrim(c.contact_email)) AS email_key,
  WHERE c.contact_active
    AND d.in_css_scope
    AND d.dr_cust_code <> :cash_account_code
-   AND btrim(c.contact_email) ~ :email_pattern
+   AND userdebtor.email_key(c.contact_email) ~ :email_pattern
 
 -- step: contact_accounts_wanted_indexed
 CREATE INDEX ON contact_account_wanted (email_key, customer_code)
@@ -41,7 +41,7 @@ SELECT 'malformed_contact_email', 'M1', 'contact:' || c.contact_id,
    AND d.in_css_scope
    AND d.dr_cust_code <> :cash_account_code
    AND btrim(coalesce(c.contact_email, '')) <> ''
-   AND btrim(c.contact_email) !~ :email_pattern
+   AND userdebtor.email_key(c.contact_email) !~ :email_pattern
  GROUP BY c.contact_id, c.contact_email
 
 -- step: users_to_create
@@ -66,22 +66,47 @@ SELECT e.email_key,
                bool_or(coalesce(wc.auto_part_registration, false)) AS pending_approval
           FROM contact_account_wanted w
           LEFT JOIN web.customer wc ON wc.customer_code = w.customer_code
-         WHERE NOT EXISTS (SELECT 1 FROM web.app_user u WHERE lower(u.email_address) = w.email_key)
+         WHERE NOT EXISTS (SELECT 1 FROM web.app_user u WHERE userdebtor.email_key(u.email_address) = w.email_key)
          GROUP BY w.email_key) e
   JOIN userdebtor.erp_contact c ON c.contact_id = e.contact_id
   JOIN userdebtor.erp_debtor d ON d.dr_cust_code = e.default_customer_code
 
 -- step: links_to_add
--- The wanted pairs the web lacks: for users that exist, and for the users planned above (by their batch).
+-- The wanted pairs the web lacks: for users that exist and whose address is proven (A1), and for the users
+-- planned above (by their batch).
 INSERT INTO userdebtor.plan_contact_link_add (email_key, customer_code, user_id, batch)
 SELECT w.email_key, w.customer_code, u.user_id, nu.batch
   FROM (SELECT DISTINCT email_key, customer_code FROM contact_account_wanted) w
-  LEFT JOIN web.app_user u ON lower(u.email_address) = w.email_key
+  LEFT JOIN web.app_user u ON userdebtor.email_key(u.email_address) = w.email_key
   LEFT JOIN userdebtor.plan_contact_user_create nu ON nu.email_key = w.email_key
  WHERE nu.email_key IS NOT NULL
     OR (u.user_id IS NOT NULL
+        AND userdebtor.address_proven(u.user_id, u.email_verified)
         AND NOT EXISTS (SELECT 1 FROM web.user_customer uc
                          WHERE uc.user_id = u.user_id AND uc.customer_code = w.customer_code))
+
+-- step: links_waiting_for_proof
+-- A1: a login that existed before and never proved its address gets no contact's account by the email alone.
+DELETE FROM userdebtor.plan_link_proof WHERE rule = 'M1'
+
+-- step: links_waiting_for_proof_listed
+INSERT INTO userdebtor.plan_link_proof (rule, user_id, customer_code, email_address)
+SELECT DISTINCT 'M1', u.user_id, w.customer_code, u.email_address
+  FROM contact_account_wanted w
+  JOIN web.app_user u ON userdebtor.email_key(u.email_address) = w.email_key
+ WHERE NOT userdebtor.address_proven(u.user_id, u.email_verified)
+   AND NOT EXISTS (SELECT 1 FROM web.user_customer uc
+                    WHERE uc.user_id = u.user_id AND uc.customer_code = w.customer_code)
+
+-- step: links_waiting_for_proof_set_aside
+INSERT INTO userdebtor.plan_contact_set_aside (kind, rule, subject, detail)
+SELECT 'contact_email_unproven', 'M1', 'user:' || p.user_id,
+       format('Web user %s has the email of a CRM contact acting for %s but has not proven the address, so it is '
+              'not linked until the account_link_verify link sent to it is followed.',
+              p.user_id, string_agg(p.customer_code, ', ' ORDER BY p.customer_code))
+  FROM userdebtor.plan_link_proof p
+ WHERE p.rule = 'M1'
+ GROUP BY p.user_id
 
 -- step: links_to_remove
 -- Links the integration made whose user's current email no active contact carries for that CSS account any
@@ -97,4 +122,4 @@ SELECT cl.user_id, cl.customer_code, cl.email,
   LEFT JOIN web.app_user u ON u.user_id = cl.user_id
   LEFT JOIN userdebtor.erp_debtor d ON d.dr_cust_code = cl.customer_code
  WHERE NOT EXISTS (SELECT 1 FROM contact_account_wanted w
-                    WHERE w.email_key = lower(u.email_address) AND w.customer_code = cl.customer_code)
+                    WHERE w.email_key = userdebtor.email_key(u.email_address) AND w.customer_code = cl.customer_code)

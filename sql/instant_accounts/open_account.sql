@@ -5,7 +5,11 @@
 SELECT status FROM web.registration_request WHERE request_id = :request_id FOR UPDATE;
 
 -- step: find the user
-SELECT user_id FROM web.app_user WHERE lower(email_address) = lower(btrim(:email_address)) ORDER BY user_id LIMIT 1;
+SELECT user_id FROM web.app_user WHERE userdebtor.email_key(email_address) = userdebtor.email_key(:email_address) ORDER BY user_id LIMIT 1;
+
+-- step: is the address proven
+-- A1: a reused user's accounts are linked at once only when its address is proven; otherwise after its link.
+SELECT email_verified FROM web.app_user WHERE user_id = :user_id;
 
 -- step: create the user
 INSERT INTO web.app_user (email_address, name, role, default_customer_code, status, email_verified, created_at, updated_at)
@@ -28,8 +32,13 @@ SELECT :user_id, code, :role FROM unnest(CAST(:codes AS text[])) AS code
 ON CONFLICT (user_id, customer_code) DO NOTHING;
 
 -- step: remember the instant-account user
-INSERT INTO userdebtor.instant_account_user (user_id, request_id) VALUES (:user_id, :request_id)
-ON CONFLICT (user_id) DO NOTHING;
+INSERT INTO userdebtor.instant_account_user (user_id, request_id, linked_at)
+VALUES (:user_id, :request_id, CASE WHEN CAST(:linked AS boolean) THEN now() END)
+ON CONFLICT (user_id) DO UPDATE
+   SET linked_at = coalesce(userdebtor.instant_account_user.linked_at, excluded.linked_at);
+
+-- step: remember the accounts linked
+UPDATE userdebtor.instant_account_user SET linked_at = now() WHERE user_id = :user_id AND linked_at IS NULL;
 
 -- step: approve the request
 UPDATE web.registration_request

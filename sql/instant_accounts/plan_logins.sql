@@ -24,7 +24,7 @@ qualified_user AS (
     -- users whose email is still listed by an account that may carry an instant account;
     -- one index lookup per user (OFFSET 0 keeps it per user), whatever the size of the ERP
     SELECT u.user_id
-      FROM (SELECT DISTINCT user_id, lower(btrim(email_address)) AS email_key FROM event WHERE is_instant) u
+      FROM (SELECT DISTINCT user_id, userdebtor.email_key(email_address) AS email_key FROM event WHERE is_instant) u
      WHERE EXISTS (
            SELECT 1
              FROM (SELECT e.dr_cust_code FROM userdebtor.email_account e WHERE e.email_key = u.email_key OFFSET 0) ea

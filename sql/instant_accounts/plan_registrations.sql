@@ -11,7 +11,7 @@ INSERT INTO userdebtor.plan_registration (
 WITH pending AS (
     SELECT r.request_id,
            r.email_address,
-           lower(btrim(r.email_address)) AS email_key,
+           userdebtor.email_key(r.email_address) AS email_key,
            nullif(btrim(r.account_code), '') AS named_code,
            btrim(r.email_address) ~ CAST(:email_pattern AS text) AS well_formed
       FROM web.registration_request r
@@ -78,10 +78,10 @@ SELECT d.request_id,
                '{accounts}', coalesce(array_to_string(d.qualifying, ', '), '')),
        CASE WHEN d.reason_kind = 'approved' THEN d.qualifying ELSE '{}' END,
        CASE WHEN d.reason_kind = 'approved' THEN d.qualifying[1] END,
-       (SELECT u.user_id FROM web.app_user u WHERE lower(u.email_address) = d.email_key ORDER BY u.user_id LIMIT 1),
+       (SELECT u.user_id FROM web.app_user u WHERE userdebtor.email_key(u.email_address) = d.email_key ORDER BY u.user_id LIMIT 1),
        (SELECT nullif(btrim(concat_ws(' ', c.contact_first_name, c.contact_surname)), '')
           FROM userdebtor.erp_contact c
-         WHERE lower(c.contact_email) = d.email_key AND c.contact_active
+         WHERE userdebtor.email_key(c.contact_email) = d.email_key AND c.contact_active
          ORDER BY c.contact_id LIMIT 1)
   FROM decided d
   LEFT JOIN reason_text t ON t.kind = d.reason_kind;

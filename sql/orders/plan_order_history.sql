@@ -139,7 +139,7 @@ INSERT INTO _order_candidate (order_no)
 SELECT o.so_order_no
   FROM userdebtor.web_user u
   JOIN userdebtor.erp_sales_order o
-    ON lower(btrim(o.so_email)) = lower(btrim(u.email_address)) AND o.so_email IS NOT NULL
+    ON userdebtor.email_key(o.so_email) = userdebtor.email_key(u.email_address) AND o.so_email IS NOT NULL
  WHERE NOT CAST(:full_reconcile AS boolean) AND u.change_seq > :since
    AND o.so_cust_code = :cash_account_code
 ON CONFLICT DO NOTHING;
@@ -185,12 +185,26 @@ SELECT k.customer_code,
   LEFT JOIN userdebtor.user_debtor_link l ON l.dr_cust_code = k.customer_code AND l.state = 'active';
 
 -- step: the user each in-store order's email belongs to
+-- A1: only a user who proved the address is shown an in-store order given with it.
 CREATE TEMP TABLE _in_store_owner ON COMMIT DROP AS
-SELECT d.order_no, count(*) AS users, min(u.user_id) AS user_id
+SELECT d.order_no, count(*) FILTER (WHERE p.proven) AS users, min(u.user_id) FILTER (WHERE p.proven) AS user_id,
+       min(u.user_id) FILTER (WHERE NOT p.proven) AS unproven_user_id, min(u.email_address) AS email_address
   FROM _order_desired d
-  JOIN userdebtor.web_user u ON lower(u.email_address) = lower(d.so_email)
+  JOIN userdebtor.web_user u ON userdebtor.email_key(u.email_address) = userdebtor.email_key(d.so_email)
+ CROSS JOIN LATERAL (SELECT userdebtor.address_proven(u.user_id, u.email_verified) AS proven) p
  WHERE d.customer_code = :cash_account_code AND d.source = 'POS' AND d.so_email IS NOT NULL
  GROUP BY d.order_no;
+
+-- step: forget the previous waits for proof
+DELETE FROM userdebtor.plan_link_proof WHERE rule = 'O2';
+
+-- step: in-store orders waiting for their user to prove the address
+INSERT INTO userdebtor.plan_link_proof (rule, user_id, customer_code, email_address)
+SELECT DISTINCT 'O2', w.unproven_user_id, :cash_account_code, w.email_address
+  FROM _in_store_owner w
+  JOIN _order_desired d ON d.order_no = w.order_no
+ WHERE w.users = 0 AND d.in_erp
+ON CONFLICT DO NOTHING;
 
 -- step: the verdict on each order
 CREATE TEMP TABLE _order_verdict ON COMMIT DROP AS
@@ -199,7 +213,7 @@ SELECT d.*,
             WHEN d.status = ANY(CAST(:hidden_statuses AS text[])) THEN 'hide'
             WHEN d.order_date < CAST(:cutoff AS timestamptz) THEN 'hide'
             WHEN d.customer_code = :cash_account_code THEN
-                CASE WHEN d.source <> 'POS' OR d.so_email IS NULL OR w.order_no IS NULL THEN 'hide'
+                CASE WHEN d.source <> 'POS' OR d.so_email IS NULL OR w.order_no IS NULL OR w.users = 0 THEN 'hide'
                      WHEN w.users > 1 THEN 'ambiguous'
                      ELSE 'show' END
             WHEN s.shown THEN 'show'
@@ -212,6 +226,7 @@ SELECT d.*,
                 CASE WHEN d.source <> 'POS' THEN 'a cash-account order that is not in-store'
                      WHEN d.so_email IS NULL THEN 'an in-store order without an email'
                      WHEN w.order_no IS NULL THEN 'an in-store order whose email is no user''s'
+                     WHEN w.users = 0 THEN 'an in-store order whose email''s user has not proven the address'
                      WHEN w.users > 1 THEN 'an in-store order whose email fits ' || w.users || ' users'
                      ELSE 'an in-store order with the email of this user' END
             WHEN s.shown THEN 'an order of a linked or integrated account'

@@ -5,7 +5,7 @@
 -- to someone else meanwhile is a collision: its reservation goes and the next run allocates a new code.
 CREATE TEMP TABLE _debtor_confirmed ON COMMIT DROP AS
 SELECT n.user_id, n.dr_cust_code,
-       d.dr_cust_code IS NOT NULL AND lower(d.dr_email) IS NOT DISTINCT FROM lower(n.dr_email) AS ours,
+       d.dr_cust_code IS NOT NULL AND userdebtor.email_key(d.dr_email) IS NOT DISTINCT FROM userdebtor.email_key(n.dr_email) AS ours,
        d.dr_cust_code IS NOT NULL AS in_erp
   FROM _new_debtor n
   LEFT JOIN userdebtor.erp_debtor d ON d.dr_cust_code = n.dr_cust_code;

@@ -19,10 +19,14 @@ WITH inserted AS (
       JOIN _user_chunk c ON c.dr_cust_code = p.dr_cust_code
       JOIN userdebtor.erp_debtor d ON d.dr_cust_code = p.dr_cust_code
      WHERE p.action = 'create'
-       AND NOT EXISTS (SELECT 1 FROM web.app_user u WHERE lower(u.email_address) = lower(d.dr_email))
+       AND NOT EXISTS (SELECT 1 FROM web.app_user u WHERE userdebtor.email_key(u.email_address) = userdebtor.email_key(d.dr_email))
     RETURNING user_id, default_customer_code, email_address, name, status
 )
 INSERT INTO _created_user SELECT * FROM inserted;
+
+-- step: made_users
+-- A1: nobody logs in to a user the integration made but through the one-time link sent to its address.
+INSERT INTO userdebtor.made_user (user_id, rule) SELECT user_id, 'U2' FROM _created_user ON CONFLICT DO NOTHING;
 
 -- step: new_links
 CREATE TEMP TABLE _new_link ON COMMIT DROP AS

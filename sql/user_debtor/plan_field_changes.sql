@@ -96,21 +96,23 @@ SELECT link_id, user_id, dr_cust_code, field, base, web, erp, direction,
 UPDATE userdebtor.plan_field_change p
    SET direction = 'blocked'
  WHERE p.field = 'OrderEmailAddress' AND p.direction = 'to_web'
-   AND (p.new_value IS NULL OR p.new_value !~ :email_pattern
+   AND (p.new_value IS NULL OR userdebtor.email_key(p.new_value) !~ :email_pattern
         OR EXISTS (SELECT 1 FROM userdebtor.web_user o
-                    WHERE lower(o.email_address) = lower(p.new_value) AND o.user_id <> p.user_id)
+                    WHERE userdebtor.email_key(o.email_address) = userdebtor.email_key(p.new_value)
+                      AND o.user_id <> p.user_id)
         -- ... or that this run would give to two users: the addresses are counted once, not looked up row by row
         -- (a correlated lookup here read the whole plan once per email change: 70 s at a million pairs).
-        OR lower(p.new_value) IN (SELECT lower(q.new_value) FROM userdebtor.plan_field_change q
-                                   WHERE q.field = 'OrderEmailAddress' AND q.direction = 'to_web'
-                                   GROUP BY lower(q.new_value) HAVING count(DISTINCT q.user_id) > 1));
+        OR userdebtor.email_key(p.new_value) IN (
+               SELECT userdebtor.email_key(q.new_value) FROM userdebtor.plan_field_change q
+                WHERE q.field = 'OrderEmailAddress' AND q.direction = 'to_web'
+                GROUP BY userdebtor.email_key(q.new_value) HAVING count(DISTINCT q.user_id) > 1));
 
 -- step: warn_email_collision
 INSERT INTO userdebtor.plan_set_aside (kind, rule, subject, detail, warn)
-SELECT CASE WHEN p.new_value IS NULL OR p.new_value !~ :email_pattern THEN 'erp_email_unusable'
+SELECT CASE WHEN p.new_value IS NULL OR userdebtor.email_key(p.new_value) !~ :email_pattern THEN 'erp_email_unusable'
             ELSE 'email_collision' END,
-       'U5', 'link:' || p.link_id || '/email/' || md5(coalesce(lower(p.new_value), '')),
-       CASE WHEN p.new_value IS NULL OR p.new_value !~ :email_pattern
+       'U5', 'link:' || p.link_id || '/email/' || md5(coalesce(userdebtor.email_key(p.new_value), '')),
+       CASE WHEN p.new_value IS NULL OR userdebtor.email_key(p.new_value) !~ :email_pattern
             THEN 'debtor ' || p.dr_cust_code || ' has an empty or malformed email in the ERP; web user '
                  || p.user_id || ' keeps the login it has'
             ELSE 'the ERP changed the email of debtor ' || p.dr_cust_code

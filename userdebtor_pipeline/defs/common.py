@@ -14,8 +14,20 @@ from sqlalchemy.engine import Connection
 
 from userdebtor_pipeline.paths import read_sql
 
-# A well-formed email address, as far as a store login needs it; the same pattern is used in SQL (`~`).
+# A well-formed email address, as far as a store login needs it; the same pattern is used in SQL (`~`), always
+# on the address's key (A2): surrounding spaces do not make an address malformed, spaces inside it do.
 EMAIL_PATTERN = r"^[^@\s\u00a0,;<>()]+@[^@\s\u00a0,;<>()]+\.[^@\s\u00a0,;<>().]{2,}$"
+_WELL_FORMED = re.compile(EMAIL_PATTERN)
+
+
+def email_key(address: str | None) -> str | None:
+    """A2: what an address means to a person, trimmed and case-folded; SQL's twin is userdebtor.email_key()."""
+    return None if address is None else address.strip(" ").lower()
+
+
+def is_well_formed_email(address: str | None) -> bool:
+    key = email_key(address)
+    return bool(key) and _WELL_FORMED.match(key) is not None
 _STEP = re.compile(r"^--\s*step:\s*(.+)$", re.MULTILINE)
 
 

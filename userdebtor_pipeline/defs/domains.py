@@ -17,6 +17,7 @@ DOMAIN_MODULES = (
     "userdebtor_pipeline.defs.contacts.assets",
     "userdebtor_pipeline.defs.instant_accounts.assets",
     "userdebtor_pipeline.defs.orders.assets",
+    "userdebtor_pipeline.defs.access.assets",
 )
 
 

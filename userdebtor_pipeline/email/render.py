@@ -57,6 +57,11 @@ TEMPLATES: dict[str, TemplateSpec] = {
         required=("link",),
         optional=("name", "email_address", "accounts", "expires_hours"),
     ),
+    # A1: an existing login whose email matches ERP accounts; `link` proves the address before they are linked.
+    "account_link_verify": TemplateSpec(
+        required=("link",),
+        optional=("name", "email_address", "accounts", "expires_hours"),
+    ),
     # I2: a login after `reverify_after_days`; `link` confirms the email address again.
     "instant_account_reverify": TemplateSpec(
         required=("link",),

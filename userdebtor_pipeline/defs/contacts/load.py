@@ -25,7 +25,7 @@ from userdebtor_pipeline.settings import Settings
 
 GROUP = "load"
 # Problem kinds this domain records, so that fixed contacts resolve their problem.
-CONTACT_PROBLEM_KINDS = ["malformed_contact_email"]
+CONTACT_PROBLEM_KINDS = ["malformed_contact_email", "contact_email_unproven"]
 
 
 @dataclass
@@ -65,6 +65,15 @@ def create_planned_users(engine: Engine, config: Settings) -> UsersCreated:
 
 def _links_added(conn: Connection, batch: int | None) -> int:
     return run_sql(conn, "contacts/add_contact_links.sql", {"batch": batch})["contacts/add_contact_links.sql"]
+
+
+def _deactivated_problem(user_id: int, email_address: str) -> Problem:
+    return Problem(
+        kind="contact_user_deactivated", rule="M2", subject=f"user:{user_id}", warn=True,
+        detail=f"web user {user_id} ({email_address}) was made for CRM contacts, and no active contact acts for an "
+        "account with its email any more, so it was Deactivated; it becomes Active again when a contact brings "
+        "an account back",
+    )
 
 
 def _record_contact_problems(conn: Connection, config: Settings, run_id: str) -> dict[str, int]:
@@ -125,9 +134,15 @@ def contact_links_applied(
         # Again at load time: a load of this run (U2) may have made a link needed since the plan.
         run_sql(conn, "contacts/mark_links_other_rules_need.sql")
         removed = run_sql(conn, "contacts/remove_contact_links.sql")
+        deactivated = conn.execute(
+            sa.text("SELECT user_id, email_address FROM _contact_user_deactivated ORDER BY user_id")
+        ).all()
+        record_problems(conn, config, context.run_id, (_deactivated_problem(u.user_id, u.email_address)
+                                                        for u in deactivated))
     created = create_planned_users(web.engine, config)
     with web.engine.begin() as conn:
         links_for_existing_users = _links_added(conn, None)
+        reactivated = run_sql(conn, "contacts/reactivate_contact_users.sql")["contacts/reactivate_contact_users.sql"]
         problems = _record_contact_problems(conn, config, context.run_id)
     counts = {
         "users_created": created.users,
@@ -136,6 +151,9 @@ def contact_links_applied(
         "links_added": created.links_added + links_for_existing_users,
         "user_accounts_removed": removed["user_accounts_removed"],
         "contact_links_forgotten": removed["contact_links_forgotten"],
+        "defaults_moved": removed["defaults_moved"],
+        "users_deactivated": len(deactivated),
+        "users_reactivated": reactivated,
         **problems,
     }
     return dg.MaterializeResult(metadata=counts_metadata(

@@ -4,6 +4,7 @@ Each row is applied in its own transaction together with its processed_at stamp,
 middle of a batch leaves every row either wholly applied and stamped or untouched.
 """
 
+import re
 from dataclasses import dataclass
 
 import dagster as dg
@@ -11,7 +12,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from userdebtor_pipeline.defs.common import Stopwatch, markdown_table, run_sql, sample
-from userdebtor_pipeline.defs.expectations import report_if_failed
 from userdebtor_pipeline.defs.extract.assets import staged_debtor_conversions
 from userdebtor_pipeline.defs.problems import Problem, record_problems
 from userdebtor_pipeline.defs.resources import RunOptions, SyncSettings, WebDatabase
@@ -57,58 +57,33 @@ def conversion_ledger(web: WebDatabase, settings: SyncSettings, run_options: Run
     )
 
 
-@dg.asset_check(
-    asset=conversion_ledger,
-    blocking=True,
-    description="Conversion rows are well formed: both codes present, no blanks, no stray spaces.",
-)
-def conversion_rows_well_formed(context: dg.AssetCheckExecutionContext, web: WebDatabase) -> dg.AssetCheckResult:
-    with web.engine.connect() as conn:
-        rows = (
-            conn.execute(
-                sa.text(
-                    "SELECT conversion_seq, old_code, new_code FROM web.customer_conversion"
-                    " WHERE processed_at IS NULL AND (old_code !~ :shape OR new_code !~ :shape) ORDER BY conversion_seq"
-                ),
-                {"shape": _CODE_SHAPE},
-            )
-            .mappings()
-            .all()
-        )
-    result = dg.AssetCheckResult(
-        passed=not rows,
-        metadata={
-            "malformed_rows": len(rows),
-            "summary": f"{len(rows)} unprocessed conversion rows have a blank or malformed code"
-            if rows
-            else "every unprocessed conversion row is well formed",
-            "failing_rows": dg.MetadataValue.md(markdown_table([dict(r) for r in rows])),
-        },
-    )
-    return report_if_failed(context, result, failing_rows=[dict(r) for r in rows])
-
-
 def _on_web(conn: Connection, code: str) -> bool:
     return bool(conn.execute(sa.text(read_sql("conversions/code_on_web.sql")), {"code": code}).scalar())
 
 
+def _malformed(code: str) -> str | None:
+    """Why a code of a conversion row cannot be used, in words; None when it can (C4)."""
+    if not code.strip():
+        return "an empty code"
+    if code != code.strip():
+        return f"the code {code!r}, with spaces around it"
+    if not re.match(_CODE_SHAPE, code):
+        return f"the code {code!r}, which is not a debtor code"
+    return None
+
+
 def _decide(conn: Connection, old: str, new: str) -> Decision | None:
-    """The outcome of one row before it is applied; None means apply it (convert or merge)."""
+    """The outcome of one row before it is applied; None means apply it (convert or merge).
+
+    C4: a row is a rename of what the web holds when it comes, so A to B then B to A ends at A, as in the ERP.
+    A bad row is failed alone; it never holds back the rows after it.
+    """
+    for side, code in (("old", old), ("new", new)):
+        problem = _malformed(code)
+        if problem is not None:
+            return Decision("failed", f"the row's {side} code is {problem}, so nothing was converted", True)
     if old == new:
         return Decision("failed", f"the row names {old} twice: a code cannot be converted into itself", True)
-    retired = conn.execute(
-        sa.text(
-            "SELECT conversion_seq FROM web.customer_conversion WHERE old_code = :new"
-            " AND outcome IN ('converted', 'merged') LIMIT 1"
-        ),
-        {"new": new},
-    ).scalar()
-    if retired is not None:
-        return Decision(
-            "failed",
-            f"{new} was converted away by conversion {retired}: converting {old} into it would make a cycle",
-            True,
-        )
     if not _on_web(conn, old):
         return Decision("skipped", f"{old} is not on the web, so there is nothing to convert", True)
     return None
@@ -208,4 +183,3 @@ def customer_conversions_applied(
 
 
 assets = [conversion_ledger, customer_conversions_applied]
-asset_checks = [conversion_rows_well_formed]

@@ -20,6 +20,8 @@ from userdebtor_pipeline.preflight import check_before_writing
 
 GROUP = "extract"
 CONVERSIONS_APPLIED = dg.AssetKey("customer_conversions_applied")
+# I3 runs first, so that the web users staged for this run's plans carry the addresses just proven (A1).
+TOKENS_APPLIED = dg.AssetKey("verified_tokens_applied")
 
 DEBTORS = ExtractSpec(
     name="erp_debtor",
@@ -106,6 +108,7 @@ WEB_USERS = ExtractSpec(
         "role",
         "default_customer_code",
         "status",
+        "email_verified",  # A1: whether the user's address is proven
         "updated_at",
     ),
     changed_column="updated_at",
@@ -288,7 +291,7 @@ def staged_sales_orders(erp: ErpDatabase, web: WebDatabase, run_options: RunOpti
 
 @dg.asset(
     group_name=GROUP,
-    deps=[sync_run_started, CONVERSIONS_APPLIED],
+    deps=[sync_run_started, CONVERSIONS_APPLIED, TOKENS_APPLIED],
     description="Web users (app_user), staged after conversions so that they carry the new codes.",
 )
 def staged_web_users(web: WebDatabase, run_options: RunOptions) -> dg.MaterializeResult:

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from userdebtor_pipeline.defs.common import sql_steps
 from userdebtor_pipeline.defs.customer_mirror import mirror_customers
 from userdebtor_pipeline.email import email_queued, issue_token, queue_email, token_link
+from userdebtor_pipeline.paths import read_sql
 from userdebtor_pipeline.settings import Settings
 
 # What a website may show the person who registered, by reason_kind of plan_registrations.sql.
@@ -81,25 +82,48 @@ def open_instant_account(conn: Connection, request: ApprovedRequest, settings: S
         return None
     user_id = _step(conn, "find the user", {"email_address": request.email_address}).scalar_one_or_none()
     created = user_id is None
+    # A1: a user made here has proven nothing yet; a reused one may have.
+    proven = not created and bool(_step(conn, "is the address proven", {"user_id": user_id}).scalar())
     if created:
         user_id = _step(
             conn,
             "create the user",
             {"email_address": request.email_address, "name": request.contact_name, "role": config.default_role,
-             "default_code": request.default_code},
+             "default_code": None},
         ).scalar_one()
-    else:
-        _step(conn, "give a reused user a default account", {"user_id": user_id, "default_code": request.default_code})
-    codes = list(request.qualifying_codes)
-    lacking = list(_step(conn, "accounts without a web customer", {"codes": codes}).scalars())
-    mirrored = mirror_customers(conn, lacking, config.cash_account_code)
-    _step(conn, "link the accounts", {"user_id": user_id, "codes": codes, "role": config.default_role})
-    _step(conn, "remember the instant-account user", {"user_id": user_id, "request_id": request.request_id})
+    codes = list(request.qualifying_codes) if proven else []
+    mirrored = _link_accounts(conn, int(user_id), codes, settings) if proven else 0
+    _step(conn, "remember the instant-account user",
+          {"user_id": user_id, "request_id": request.request_id, "linked": proven})
     queued = _queue_verify_email(conn, request, int(user_id), settings)
     _step(conn, "approve the request", {"request_id": request.request_id, "reason": request.reason,
                                         "user_id": user_id})
     return OpenedAccount(request_id=request.request_id, user_id=int(user_id), user_created=created, accounts=codes,
                          customers_mirrored=mirrored, email_queued=queued)
+
+
+def _link_accounts(conn: Connection, user_id: int, codes: list[str], settings: Settings) -> int:
+    """I1's links of one user: a web customer for each account lacking one, the links, a default account."""
+    config = settings.instant_accounts
+    lacking = list(_step(conn, "accounts without a web customer", {"codes": codes}).scalars())
+    mirrored = mirror_customers(conn, lacking, config.cash_account_code)
+    _step(conn, "give a reused user a default account", {"user_id": user_id, "default_code": codes[0]})
+    _step(conn, "link the accounts", {"user_id": user_id, "codes": codes, "role": config.default_role})
+    return mirrored
+
+
+def link_proven_instant_accounts(conn: Connection, settings: Settings) -> list[dict[str, object]]:
+    """I1 after A1: users approved before their address was proven get the accounts that qualify now, once the
+    address is proven (I3 applied the followed link before this run's plans). Proportional to those users."""
+    config = settings.instant_accounts
+    waiting = conn.execute(
+        sa.text(read_sql("instant_accounts/proven_accounts.sql")),
+        {"cash_account_code": config.cash_account_code, "excluded_codes": list(config.excluded_account_codes)},
+    ).mappings().all()
+    for user in waiting:
+        _link_accounts(conn, int(user["user_id"]), list(user["codes"]), settings)
+        _step(conn, "remember the accounts linked", {"user_id": user["user_id"]})
+    return [{"user_id": u["user_id"], "accounts": ", ".join(u["codes"])} for u in waiting]
 
 
 def _queue_verify_email(conn: Connection, request: ApprovedRequest, user_id: int, settings: Settings) -> bool:

@@ -24,11 +24,12 @@ from userdebtor_pipeline.defs.common import (
     sql_steps,
 )
 from userdebtor_pipeline.defs.expectations import check_frame
-from userdebtor_pipeline.defs.extract.assets import change_window
+from userdebtor_pipeline.defs.extract.assets import change_window, sync_run_started
 from userdebtor_pipeline.defs.instant_accounts.accounts import (
     REGISTRATION_REASONS,
     ApprovedRequest,
     ReverifyLogin,
+    link_proven_instant_accounts,
     open_instant_account,
     queue_reverify_email,
 )
@@ -169,8 +170,9 @@ def _approved_requests(conn: Connection, run_id: str) -> list[ApprovedRequest]:
 @dg.asset(
     group_name=LOAD,
     deps=[registration_decisions, *USER_CREATING_LOADS],
-    description="I1: opens the approved instant accounts (user, links, web customers, verify email) and stamps "
-    "every decided request; one transaction per approval, rejections in one statement.",
+    description="I1: opens the approved instant accounts (user, verify email; links and web customers at once for "
+    "a proven address, else once it is proven, A1) and stamps every decided request; one transaction per "
+    "approval, rejections in one statement.",
 )
 def instant_accounts_opened(context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings,
                             run_options: RunOptions) -> dg.MaterializeResult:
@@ -204,6 +206,8 @@ def instant_accounts_opened(context: dg.AssetExecutionContext, web: WebDatabase,
             result = open_instant_account(conn, request, config)
         if result is not None:
             opened.append(result)
+    with web.engine.begin() as conn:
+        proven_since = link_proven_instant_accounts(conn, config)
     rows = [
         {"request_id": o.request_id, "user_id": o.user_id, "user": "created" if o.user_created else "reused",
          "accounts": ", ".join(o.accounts), "verify_email_queued": o.email_queued}
@@ -219,9 +223,11 @@ def instant_accounts_opened(context: dg.AssetExecutionContext, web: WebDatabase,
                 "accounts_linked": sum(len(o.accounts) for o in opened),
                 "web_customers_created": sum(o.customers_mirrored for o in opened),
                 "verify_emails_queued": sum(o.email_queued for o in opened),
+                "users_linked_once_proven": len(proven_since),
             },
             watch.seconds,
             approved=dg.MetadataValue.md(markdown_table(rows)),
+            linked_once_proven=dg.MetadataValue.md(markdown_table(proven_since)),
             decisions=dg.MetadataValue.md(preview),
         )
     )
@@ -236,6 +242,9 @@ _TOKEN_PROBLEMS = {
                    "link works once, so nothing was changed."),
     "no_user": ("token_without_user", "The {purpose} link of user {user_id} was followed, but the user no longer "
                 "exists; nothing was changed."),
+    "deactivated": ("token_of_deactivated_user", "The {purpose} link of user {user_id} was followed at {used_at}, "
+                    "but the user is Deactivated; a link never makes a deactivated login Active again, so nothing "
+                    "was changed."),
 }
 _TOKEN_SUMMARY = (
     "SELECT verdict, purpose, user_id, used_at, expires_at, left(token_hash, 12) AS token"
@@ -245,16 +254,16 @@ _TOKEN_SUMMARY = (
 
 @dg.asset(
     group_name=LOAD,
-    deps=[change_window],
-    description="I3: each followed verify_email / reverify link makes its user Active and verified, once; a "
-    "link followed again or after it expired changes nothing and is reported.",
+    # Before the web users are staged: the plans of this same run see the addresses these links proved (A1).
+    deps=[sync_run_started],
+    description="I3: each followed verify_email / reverify link makes its user Active and verified, a followed "
+    "set_password link proves the address (A1), once; a link followed again, after it expired, or by a "
+    "Deactivated user changes nothing and is reported.",
 )
 def verified_tokens_applied(context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings,
                             run_options: RunOptions) -> dg.MaterializeResult:
     watch = Stopwatch()
     config = settings.get()
-    if not config.instant_accounts.enabled:
-        return _disabled()
     steps = sql_steps("instant_accounts/apply_verified_tokens.sql")
     params = {"run_id": context.run.run_id}
     with web.engine.connect() as conn, conn.begin() as tx:
@@ -279,6 +288,7 @@ def verified_tokens_applied(context: dg.AssetExecutionContext, web: WebDatabase,
         "tokens_expired": by_verdict.get("expired", 0),
         "tokens_used_again": by_verdict.get("used_again", 0),
         "tokens_without_user": by_verdict.get("no_user", 0),
+        "tokens_of_deactivated_users": by_verdict.get("deactivated", 0),
         "users_verified": max(counts.get("verify the users", 0), 0),
     }
     return dg.MaterializeResult(

@@ -10,7 +10,7 @@ import great_expectations as gx
 import pandas as pd
 import sqlalchemy as sa
 
-from userdebtor_pipeline.defs.common import EMAIL_PATTERN, markdown_table
+from userdebtor_pipeline.defs.common import EMAIL_PATTERN, email_key, markdown_table
 from userdebtor_pipeline.defs.expectations import report_if_failed
 from userdebtor_pipeline.defs.resources import ErpDatabase, RunOptions, SyncSettings, WebDatabase
 from userdebtor_pipeline.defs.user_debtor.plan import debtors_to_create, user_debtor_plan, users_to_create
@@ -98,7 +98,7 @@ def new_debtors_are_sound(
     with web.engine.connect() as conn:
         frame = pd.read_sql(
             sa.text(
-                "SELECT user_id, dr_cust_code, lower(email_address) AS email"
+                "SELECT user_id, dr_cust_code, userdebtor.email_key(email_address) AS email"
                 " FROM userdebtor.plan_debtor_create WHERE action = 'create'"
             ),
             conn,
@@ -119,11 +119,11 @@ def new_debtors_are_sound(
     if not frame.empty:
         with erp.engine.connect() as conn:
             existing = conn.execute(
-                sa.text("SELECT dr_cust_code, lower(dr_email) FROM erp.deb_master WHERE dr_cust_code = ANY(:codes)"),
+                sa.text("SELECT dr_cust_code, dr_email FROM erp.deb_master WHERE dr_cust_code = ANY(:codes)"),
                 {"codes": frame["dr_cust_code"].tolist()},
             ).all()
         planned_email = dict(zip(frame["dr_cust_code"], frame["email"], strict=True))
-        collisions = [code for code, email in existing if planned_email.get(code) != email]
+        collisions = [code for code, email in existing if planned_email.get(code) != email_key(email)]
     passed = verdict.passed and not collisions
     summary = verdict.summary() if not verdict.passed else "codes and emails are sound"
     if collisions:
@@ -150,8 +150,9 @@ def new_users_are_sound(context: dg.AssetCheckExecutionContext, web: WebDatabase
     with web.engine.connect() as conn:
         frame = pd.read_sql(
             sa.text(
-                "SELECT p.dr_cust_code, lower(p.email_address) AS email,"
-                " EXISTS (SELECT 1 FROM web.app_user u WHERE lower(u.email_address) = lower(p.email_address))"
+                "SELECT p.dr_cust_code, userdebtor.email_key(p.email_address) AS email,"
+                " EXISTS (SELECT 1 FROM web.app_user u"
+                "   WHERE userdebtor.email_key(u.email_address) = userdebtor.email_key(p.email_address))"
                 "   AS login_taken"
                 " FROM userdebtor.plan_user_create p WHERE p.action = 'create'"
             ),
@@ -251,7 +252,48 @@ def change_fraction_guard(
     )
 
 
+@dg.asset_check(
+    asset=new_debtors_vetted,
+    blocking=True,
+    description="U1: a code is left for every new debtor under new_account_prefix at account_number_width; "
+    "no code is ever cut to fit.",
+)
+def code_space_left(
+    context: dg.AssetCheckExecutionContext, web: WebDatabase, settings: SyncSettings
+) -> dg.AssetCheckResult:
+    user_debtor = settings.get().user_debtor
+    with web.engine.connect() as conn:
+        waiting = [
+            dict(r)
+            for r in conn.execute(
+                sa.text(
+                    "SELECT subject, detail FROM userdebtor.plan_set_aside"
+                    " WHERE rule = 'U1' AND kind = 'code_space_exhausted' ORDER BY subject"
+                )
+            ).mappings()
+        ]
+    prefix, width = user_debtor.new_account_prefix, user_debtor.account_number_width
+    if waiting:
+        summary = (
+            f"the code space of prefix {prefix!r} at width {width} is exhausted: {len(waiting)} web users wait "
+            f"for a debtor and no debtor was created; widen user_debtor.account_number_width or choose another "
+            "new_account_prefix"
+        )
+    else:
+        summary = f"codes are left under prefix {prefix!r} at width {width}"
+    return _verdict(
+        context,
+        not waiting,
+        summary,
+        failing_rows=waiting,
+        prefix=prefix,
+        width=width,
+        users_waiting=len(waiting),
+    )
+
+
 asset_checks = [
+    code_space_left,
     template_customer_exists,
     new_debtors_are_sound,
     new_users_are_sound,
