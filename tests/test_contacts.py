@@ -177,7 +177,7 @@ def test_m1_one_email_on_contacts_of_three_accounts_gives_one_user_three_links_o
 def test_m1_email_of_an_existing_user_only_gets_links(dbs):
     """M1: the email belongs to a website user already (another letter case): links are added, no user, no email."""
     add_trade_accounts(dbs.erp, "T1", "T2")
-    uid = add_user(dbs.web, "jo@trade.example", role="B2B", default_code="T1")
+    uid = add_user(dbs.web, "jo@trade.example", role="B2B", default_code="T1", email_verified=True)  # proven (A1)
     add_contact(dbs.erp, 7, "JO@Trade.Example", ["T1", "T2"])
 
     synced()
@@ -249,7 +249,7 @@ def test_m2_contact_moved_to_another_account_link_follows(dbs):
 def test_m2_deactivated_contact_loses_integration_links_website_links_survive(dbs):
     """M2: contact deactivated: the links the integration made go; the links the website made stay."""
     add_trade_accounts(dbs.erp, "T1", "T2", "W1")
-    uid = add_user(dbs.web, "dana@trade.example", role="B2B", default_code="W1")
+    uid = add_user(dbs.web, "dana@trade.example", role="B2B", default_code="W1", email_verified=True)
     link_website_account(dbs.web, uid, "W1")
     link_website_account(dbs.web, uid, "T2")  # the website linked T2 before any contact did
     add_contact(dbs.erp, 3, "dana@trade.example", ["T1", "T2"])
@@ -266,7 +266,8 @@ def test_m2_deactivated_contact_loses_integration_links_website_links_survive(db
 
 
 def test_m2_contact_email_changed_links_follow_the_new_email(dbs):
-    """M2: a contact's email changes: the old user's contact links go (its default stays), the new email gets a user."""
+    """M2: a contact's email changes: the old user's contact links go, its default account's too, and the user M1
+    made is left with none, so it is Deactivated with a warning; the new email gets a user."""
     add_trade_accounts(dbs.erp, "T1", "T2")
     add_contact(dbs.erp, 4, "old@trade.example", ["T1", "T2"])
     synced()
@@ -278,10 +279,13 @@ def test_m2_contact_email_changed_links_follow_the_new_email(dbs):
     new_uid = user_id_of(dbs.web, "new@trade.example")
     assert new_uid is not None and new_uid != old_uid
     assert accounts_of(dbs.web, new_uid) == {"T1", "T2"}
-    # T1 is the old user's default account: another rule needs that row, so only the contact link is forgotten.
-    assert accounts_of(dbs.web, old_uid) == {"T1"}
+    # T1 was the old user's default account: that is no reason to keep it (M2).
+    assert accounts_of(dbs.web, old_uid) == set()
     assert contact_links_of(dbs.web, old_uid) == set()
-    assert outcome.materializations["contact_links_plan"]["links_kept_for_other_rules"] == 1
+    old = rows(dbs.web, "SELECT status, default_customer_code FROM web.app_user WHERE user_id = :u", u=old_uid)[0]
+    assert (old["status"], old["default_customer_code"]) == ("Deactivated", None)
+    assert outcome.materializations["contact_links_plan"]["links_kept_for_other_rules"] == 0
+    assert outcome.materializations["contact_links_applied"]["users_deactivated"] == 1
     assert one(dbs.web, "SELECT count(*) FROM web.email_outbox WHERE template = 'user_debtor_new_user'") == 2
 
 
@@ -301,7 +305,8 @@ def test_m2_email_changed_on_the_website_ends_the_contact_links(dbs):
 
     synced()
 
-    assert accounts_of(dbs.web, uid) == {"T1"}, "its default account stays"
+    assert accounts_of(dbs.web, uid) == set(), "its default account goes too (M2)"
+    assert one(dbs.web, "SELECT status FROM web.app_user WHERE user_id = :u", u=uid) == "Deactivated"
     assert accounts_of(dbs.web, user_id_of(dbs.web, "kim@trade.example")) == {"T1", "T2"}
 
 

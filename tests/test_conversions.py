@@ -145,7 +145,7 @@ def test_c4_chain_across_two_runs(dbs):
     assert one(dbs.web, "SELECT dr_cust_code FROM userdebtor.user_debtor_link") == "X_C"
 
 
-def test_c4_cycle_and_repeated_code_fail_alone_and_later_rows_go_through(dbs):
+def test_c4_a_to_b_then_b_to_a_ends_at_a_and_a_repeated_code_fails_alone(dbs):
     add_debtor(dbs.erp, "CY_A", "cycle@mail.example")
     add_debtor(dbs.erp, "LATER", "later@mail.example")
     synced()
@@ -162,18 +162,20 @@ def test_c4_cycle_and_repeated_code_fail_alone_and_later_rows_go_through(dbs):
     synced(lift_change_guard=True)
 
     outcomes = {r["conversion_seq"]: r["outcome"] for r in rows(dbs.web, "SELECT * FROM web.customer_conversion")}
-    assert outcomes == {1: "converted", 2: "failed", 3: "failed", 4: "converted"}
-    assert (
-        one(dbs.web, "SELECT default_customer_code FROM web.app_user WHERE email_address = 'cycle@mail.example'")
-        == "CY_B"
-    )
+    # Each row renames what the web holds then, as the ERP did: A to B then B to A ends at A, the user Active.
+    assert outcomes == {1: "converted", 2: "converted", 3: "failed", 4: "converted"}
+    user = rows(dbs.web, "SELECT default_customer_code, status FROM web.app_user"
+                " WHERE email_address = 'cycle@mail.example'")[0]
+    assert (user["default_customer_code"], user["status"]) == ("CY_A", "Active")
+    assert one(dbs.web, "SELECT dr_cust_code FROM userdebtor.user_debtor_link l JOIN web.app_user u USING (user_id)"
+               " WHERE u.email_address = 'cycle@mail.example'") == "CY_A"
     assert (
         one(
             dbs.web,
             "SELECT count(*) FROM web.email_outbox WHERE template = 'user_debtor_warning'"
             " AND dedupe_key LIKE 'warning:conversion_failed:%'",
         )
-        == 2
+        == 1
     )
 
 
@@ -212,13 +214,29 @@ def test_c1_disabled_sends_nothing(dbs, settings_path):
     assert one(dbs.web, "SELECT count(*) FROM web.customer_conversion") == 0
 
 
-def test_malformed_conversion_rows_stop_the_run(dbs):
-    with dbs.erp.begin() as conn:
+def test_c4_malformed_rows_fail_alone_and_never_hold_back_the_others(dbs):
+    add_debtor(dbs.erp, "GOOD_A", "good@mail.example")
+    synced()
+    with dbs.erp.begin() as conn:  # rows a broken ERP export could carry, before and after a good one
         conn.execute(
             sa.text(
-                "INSERT INTO erp.deb_conversion (conversion_seq, old_cust_code, new_cust_code) VALUES (1, ' ', 'NEW')"
+                "INSERT INTO erp.deb_conversion (conversion_seq, old_cust_code, new_cust_code) VALUES"
+                " (1, ' ', 'NEW'), (2, 'GOOD_A ', 'GOOD_X'), (3, 'GOOD_A', ''), (5, ' GOOD_A', 'GOOD_Y')"
             )
         )
-    outcome = run_sync()
-    assert "conversion_ledger:conversion_rows_well_formed" in outcome.failed_checks
-    assert one(dbs.web, "SELECT processed_at FROM web.customer_conversion") is None
+    convert(dbs.erp, 4, "GOOD_A", "GOOD_B")
+
+    outcome = run_sync(lift_change_guard=True)
+
+    assert outcome.success and not outcome.failed_checks, outcome.failed_checks
+    found = {
+        r["conversion_seq"]: (r["outcome"], r["detail"]) for r in rows(dbs.web, "SELECT * FROM web.customer_conversion")
+    }
+    assert {seq: o for seq, (o, _) in found.items()} == {1: "failed", 2: "failed", 3: "failed", 4: "converted",
+                                                         5: "failed"}
+    assert "empty code" in found[1][1] and "spaces around it" in found[2][1] and "empty code" in found[3][1]
+    assert one(dbs.web, "SELECT default_customer_code FROM web.app_user") == "GOOD_B"
+    failed_warnings = "SELECT count(*) FROM web.email_outbox WHERE dedupe_key LIKE 'warning:conversion_failed:%'"
+    assert one(dbs.web, failed_warnings) == 4
+    synced()  # nothing is held run after run
+    assert one(dbs.web, "SELECT count(*) FROM web.customer_conversion WHERE processed_at IS NULL") == 0

@@ -55,6 +55,7 @@ SAMPLE_CONTEXTS: dict[str, dict[str, Any]] = {
         "action": "Correct the email in the ERP.",
     },
     "instant_account_verify": {"link": f"{SITE}/account/verify-email?token=abc", "accounts": ["C1", "C2"]},
+    "account_link_verify": {"link": f"{SITE}/account/verify-email?token=abc", "accounts": ["C1"]},
     "instant_account_reverify": {"link": f"{SITE}/account/verify-email?token=abc", "days": 90},
     "registration_pending_approval": {"name": "Ann", "account_code": "C10001"},
     "sync_run_failed": {"run_id": "run-1", "error": "could not reach the ERP database"},

@@ -135,11 +135,10 @@ def test_i1_credit_account_approved_and_cash_account_never_linked(env):
     assert decided["decided_at"] is not None
     user = user_by_email(env.web, "pat@acme.test")
     assert decided["user_id"] == user["user_id"]
+    # A1: nothing is linked until the address is proven by the verify link.
     assert (user["role"], user["status"], user["email_verified"], user["default_customer_code"]) == (
-        "B2B", "Active", False, "C100")
-    assert links(env.web, user["user_id"]) == ["C100"]
-    customer = rows(env.web, "SELECT * FROM web.customer WHERE customer_code = 'C100'")[0]
-    assert customer["is_debtor_customer"] and customer["name"] == "Account C100"
+        "B2B", "Active", False, None)
+    assert links(env.web, user["user_id"]) == []
     [email] = emails(env.web, "instant_account_verify")
     assert email["dedupe_key"] == f"instant_verify:{request_id}"
     assert email["to_address"] == "Pat@Acme.test"
@@ -148,6 +147,15 @@ def test_i1_credit_account_approved_and_cash_account_never_linked(env):
     assert stored and stored[0]["user_id"] == user["user_id"] and stored[0]["purpose"] == "verify_email"
     opened = outcome.materializations["instant_accounts_opened"]
     assert (opened["requests_approved"], opened["users_created"], opened["verify_emails_queued"]) == (1, 1, 1)
+
+    follow_link(env.web, user["user_id"], "verify_email")
+    outcome = sync()
+
+    assert links(env.web, user["user_id"]) == ["C100"]
+    assert user_by_email(env.web, "pat@acme.test")["default_customer_code"] == "C100"
+    customer = rows(env.web, "SELECT * FROM web.customer WHERE customer_code = 'C100'")[0]
+    assert customer["is_debtor_customer"] and customer["name"] == "Account C100"
+    assert outcome.materializations["instant_accounts_opened"]["users_linked_once_proven"] == 1
 
 
 def test_i1_email_only_on_the_cash_account_is_rejected(env):
@@ -178,6 +186,8 @@ def test_i1_excluded_account_rejected_alone_and_left_out_beside_a_credit_account
     assert request(env.web, staff_only)["status"] == "rejected"
     assert request(env.web, staff_only)["reason"] == REGISTRATION_REASONS["account_excluded"]
     assert request(env.web, both)["status"] == "approved"
+    follow_link(env.web, request(env.web, both)["user_id"], "verify_email")
+    sync()
     assert links(env.web, request(env.web, both)["user_id"]) == ["C200"]
     assert one(env.web, "SELECT count(*) FROM web.user_customer WHERE customer_code IN ('STAFF', 'CASH')") == 0
 
@@ -220,6 +230,8 @@ def test_i1_one_email_on_several_contacts_of_several_accounts_is_one_user(env):
     decided = request(env.web, request_id)
     assert decided["status"] == "approved"
     assert one(env.web, "SELECT count(*) FROM web.app_user WHERE lower(email_address) = 'multi@acme.test'") == 1
+    follow_link(env.web, user_by_email(env.web, "multi@acme.test")["user_id"], "verify_email")
+    sync()
     user = user_by_email(env.web, "multi@acme.test")
     assert links(env.web, user["user_id"]) == ["C100", "C200", "C300", "C500"]
     assert user["default_customer_code"] == "C100"
@@ -257,10 +269,11 @@ def test_i1_malformed_email_is_rejected(env):
 
 
 def test_i1_existing_user_is_reused(env):
-    """I1: a web user with the email already (any letter case) is reused, not duplicated, and gets the links."""
+    """I1: a web user with the email already (any letter case) is reused, not duplicated, and gets the links at
+    once, its address being proven (A1)."""
     standard_accounts(env.erp)
     contact(env.erp, 1, "pat@acme.test", ["C100", "C200"])
-    existing = add_user(env.web, "PAT@acme.test", role="B2B")
+    existing = add_user(env.web, "PAT@acme.test", role="B2B", email_verified=True)
     request_id = register(env.web, "pat@acme.test")
 
     outcome = sync()
@@ -306,7 +319,7 @@ def test_i1_rerun_changes_nothing_and_sends_no_second_email(env):
     sync(full=True)
 
     assert rows(env.web, "SELECT email_id, dedupe_key FROM web.email_outbox ORDER BY email_id") == before
-    assert one(env.web, "SELECT count(*) FROM web.user_customer") == 1
+    assert one(env.web, "SELECT count(*) FROM web.user_customer") == 0, "no link before the address is proven"
     assert outcome.materializations["registration_decisions"]["requests_pending"] == 0
 
 

@@ -89,9 +89,10 @@ def shop(env) -> dict[str, int]:
     integrated_account(env, "C200")
     add_debtor(env.erp, "C900", None, name="Not on the web", cust_type=ACCOUNT_TYPE)
     users = {
-        "ann": add_user(env.web, "ann@acme.test", role="B2B", default_code="C100"),
-        "bob": add_user(env.web, "bob@acme.test", role="B2B", default_code="C200"),
-        "cat": add_user(env.web, "cat@acme.test", role="B2B", default_code="C200"),
+        # proven addresses (A1): in-store orders given with them are theirs to see
+        "ann": add_user(env.web, "ann@acme.test", role="B2B", default_code="C100", email_verified=True),
+        "bob": add_user(env.web, "bob@acme.test", role="B2B", default_code="C200", email_verified=True),
+        "cat": add_user(env.web, "cat@acme.test", role="B2B", default_code="C200", email_verified=True),
     }
     order(env.erp, "SO1", "C100")
     order(env.erp, "SO2", "C100", status="61")
@@ -246,7 +247,7 @@ def test_o2_user_who_registers_later_sees_their_in_store_orders(env):
     sync()
     assert "POS3" not in history(env.web)
 
-    stranger = add_user(env.web, "Stranger@example.test", role="B2C", default_code="CASH")
+    stranger = add_user(env.web, "Stranger@example.test", role="B2C", default_code="CASH", email_verified=True)
     sync()
 
     assert shown(env.web)["POS3"] == ("CASH", stranger)
@@ -258,8 +259,8 @@ def test_o2_in_store_order_whose_email_fits_several_users_is_left_alone_and_repo
     integrated_account(env, "CASH", cash=True)
     with env.web.begin() as conn:
         conn.execute(sa.text("DROP INDEX web.app_user_email_ci_key"))
-    add_user(env.web, "sam@acme.test", role="B2B")
-    add_user(env.web, "SAM@acme.test", role="B2B")
+    add_user(env.web, "sam@acme.test", role="B2B", email_verified=True)
+    add_user(env.web, "SAM@acme.test", role="B2B", email_verified=True)
     order(env.erp, "POS9", "CASH", source="POS", email="Sam@Acme.test")
 
     outcome = sync()

@@ -18,9 +18,13 @@ SELECT d.dr_cust_code, d.dr_email,
        first_value(d.dr_cust_code) OVER (PARTITION BY userdebtor.email_key(d.dr_email) ORDER BY d.dr_cust_code) AS first_code
   FROM userdebtor.erp_debtor d
  WHERE d.in_master_scope
-   AND (d.change_seq > :since
-        OR userdebtor.email_key(d.dr_email) IN (SELECT userdebtor.email_key(u.email_address)
-                                                   FROM userdebtor.web_user u WHERE u.change_seq > :since))
+   AND d.dr_cust_code IN (SELECT c.dr_cust_code FROM userdebtor.erp_debtor c WHERE c.change_seq > :since
+                           UNION
+                          SELECT e.dr_cust_code
+                            FROM userdebtor.web_user u
+                            JOIN userdebtor.erp_debtor e
+                              ON userdebtor.email_key(e.dr_email) = userdebtor.email_key(u.email_address)
+                           WHERE u.change_seq > :since)
    AND d.dr_cust_code NOT IN (:template_code, :cash_code)
    AND NOT EXISTS (SELECT 1 FROM userdebtor.user_debtor_link l WHERE l.dr_cust_code = d.dr_cust_code)
    AND NOT EXISTS (SELECT 1 FROM userdebtor.debtor_reservation r WHERE r.dr_cust_code = d.dr_cust_code)
