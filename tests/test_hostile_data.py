@@ -261,6 +261,7 @@ def test_a2_python_and_sql_agree_on_the_same_address(dbs):
     with dbs.web.connect() as conn:
         in_sql = conn.execute(sa.text("SELECT userdebtor.email_key(e) FROM unnest(CAST(:s AS text[])) e"),
                               {"s": samples}).scalars().all()
+        conn.execute(sa.text("SET enable_seqscan = off"))  # a tiny table: ask whether the index serves the key
         plan = "\n".join(conn.execute(sa.text(
             "EXPLAIN SELECT 1 FROM userdebtor.web_user WHERE userdebtor.email_key(email_address) = 'x@y.com'"
         )).scalars())
@@ -314,6 +315,12 @@ def test_i3_a_link_never_revives_a_deactivated_login(dbs):
 
 
 # ------------------------------------------------------------------------------------------ U1 code space
+def raw_database_errors(outcome: SyncOutcome) -> list[str]:
+    """Errors other than a blocking check's verdict: a failed step, a database error."""
+    return [e for e in outcome.errors if "DagsterAssetCheckFailedError" not in e] + list(
+        s for s in outcome.failed_steps if not s.endswith("code_space_left"))
+
+
 @pytest.mark.parametrize("full_code", ["WEB_999999", "WEB_1000000"])
 def test_u1_code_space_exhausted_holds_the_creation_and_cuts_nothing(dbs, full_code):
     """U1: with the last code of the width (or a wider one) in the ERP, no code is made or cut to fit: a blocking
@@ -325,7 +332,7 @@ def test_u1_code_space_exhausted_holds_the_creation_and_cuts_nothing(dbs, full_c
 
     outcome = run_sync()
 
-    assert not outcome.errors, outcome.errors
+    assert not raw_database_errors(outcome), outcome.errors
     assert outcome.failed_checks == ["new_debtors_vetted:code_space_left"]
     summary = outcome.check_metadata["new_debtors_vetted:code_space_left"]["summary"]
     assert "'WEB_'" in summary and "width 6" in summary and "exhausted" in summary
@@ -335,7 +342,7 @@ def test_u1_code_space_exhausted_holds_the_creation_and_cuts_nothing(dbs, full_c
     assert one(dbs.web, "SELECT count(*) FROM web.app_user WHERE email_address = 'other@mail.example'") == 1
 
     outcome = run_sync()  # run after run: the same clear check, never a raw UniqueViolation
-    assert not outcome.errors and outcome.failed_checks == ["new_debtors_vetted:code_space_left"]
+    assert not raw_database_errors(outcome) and outcome.failed_checks == ["new_debtors_vetted:code_space_left"]
 
 
 def test_u1_code_space_widened_goes_on(dbs, settings_path):
@@ -391,3 +398,23 @@ def test_m2_a_website_made_link_and_a_user_it_did_not_make_stay(dbs):
     after = user(dbs.web, own)
     assert accounts_of(dbs.web, own) == {"T3"}
     assert (after["status"], after["default_customer_code"]) == ("Active", "T3")
+
+
+# ------------------------------------------------------------------------------------------ C4
+def test_c4_a_to_b_and_back_as_the_erp_did_keeps_the_user_and_a_line_break_fails_alone(dbs):
+    """C4: A to B then B to A (the ERP renamed twice) ends at A with the user Active; a code with a line break
+    fails alone with a warning and holds back nothing, run after run."""
+    add_debtor(dbs.erp, "WEB_A", "flip@mail.example")
+    synced()
+    flipper = one(dbs.web, "SELECT user_id FROM web.app_user")
+    with dbs.erp.begin() as conn:
+        conn.execute(sa.text("INSERT INTO erp.deb_conversion (conversion_seq, old_cust_code, new_cust_code) VALUES"
+                             " (1, 'WEB_A', 'WEB_B'), (2, E'WEB_B\\n', 'WEB_C'), (3, 'WEB_B', 'WEB_A')"))
+    synced(lift_change_guard=True)
+    outcomes = {r["conversion_seq"]: r["outcome"] for r in rows(dbs.web, "SELECT * FROM web.customer_conversion")}
+    assert outcomes == {1: "converted", 2: "failed", 3: "converted"}
+    assert (user(dbs.web, flipper)["status"], user(dbs.web, flipper)["default_customer_code"]) == ("Active", "WEB_A")
+    assert link_of(dbs.web, flipper) == "WEB_A"
+    assert problem(dbs.web, "conversion_failed", "conversion:2")["rule"] == "C4"
+    synced()
+    assert user(dbs.web, flipper)["status"] == "Active", "not a delete (U6) after the round trip"
