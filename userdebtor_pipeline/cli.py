@@ -1,16 +1,30 @@
-"""The `userdebtor` command: init, seed, sync, demo, ui, status, conflicts, resolve, bench."""
+"""The `userdebtor` command: init, seed, sync, demo, ui, invite, status, conflicts, resolve, grants, bench.
+
+Exit statuses (userdebtor_pipeline.exit_status): 0 done; 1 a blocking check held a load back; 2 bad settings
+or an unreachable database, before anything was written; 3 a step failed for another reason.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import json
+import logging
 import os
 import shutil
 import sys
+import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-EXIT_OK, EXIT_HELD, EXIT_BAD_SETUP = 0, 1, 2
+from userdebtor_pipeline import __version__
+from userdebtor_pipeline.exit_status import EXIT_BAD_SETUP, EXIT_FAILED, EXIT_HELD, EXIT_OK
+
+__all__ = ["EXIT_BAD_SETUP", "EXIT_FAILED", "EXIT_HELD", "EXIT_OK", "main"]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 
@@ -77,8 +91,13 @@ def _settings_or_default():
     return _settings() if config_path().exists() else default_settings()
 
 
+def print_json(document: Any) -> None:
+    """The one JSON document of `--json` on standard output (dates as ISO text)."""
+    print(json.dumps(document, indent=2, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)))
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
-    from userdebtor_pipeline.report import print_sync_report
+    from userdebtor_pipeline.report import render_sync_summary, sync_exit_status, sync_summary
     from userdebtor_pipeline.runner import run_sync
     from userdebtor_pipeline.schema import state_is_ready
 
@@ -87,14 +106,17 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if not state_is_ready(web):
         raise SetupError("the pipeline's state schema is missing: run `userdebtor init` first")
     _check_before_writing(settings, web)
-    outcome = run_sync(full=args.full, dry_run=args.dry_run, lift_change_guard=args.allow_large_change)
-    print_sync_report(outcome, web, settings, dry_run=args.dry_run)
-    if outcome.success:
-        return EXIT_OK
-    if outcome.failed_checks:
-        return EXIT_HELD
-    setup_errors = [e for e in outcome.errors if "Settings" in e or "cannot reach" in e or "settings" in e]
-    return EXIT_BAD_SETUP if setup_errors else EXIT_HELD
+    # With --json, standard output holds the document alone: anything else printed during the run goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        outcome = run_sync(full=args.full, dry_run=args.dry_run, lift_change_guard=args.allow_large_change,
+                           log_level=args.log_level)
+    summary = sync_summary(outcome, web, settings, dry_run=args.dry_run)
+    status = sync_exit_status(summary)
+    if args.json:
+        print_json({**summary, "exit_status": status})
+    else:
+        print(render_sync_summary(summary), end="")
+    return status
 
 
 def _check_before_writing(settings, web) -> None:
@@ -150,7 +172,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     except OperationsError as exc:
         raise SetupError(str(exc)) from None
     erp, erp_problem = erp_database()  # the web side is still worth showing while the ERP is down
-    print(render_status(collect_status(web, erp, erp_problem=erp_problem, runs=args.runs)), end="")
+    report = collect_status(web, erp, erp_problem=erp_problem, runs=args.runs)
+    if args.json:
+        print_json(dataclasses.asdict(report))
+    else:
+        print(render_status(report), end="")
     if erp_problem:
         print(f"userdebtor status: {erp_problem}", file=sys.stderr)
         return EXIT_BAD_SETUP
@@ -193,11 +219,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except BenchError as exc:
         raise SetupError(str(exc)) from None
     print_report(report)
-    return EXIT_OK if all_syncs_succeeded(report) else EXIT_HELD
+    return EXIT_OK if all_syncs_succeeded(report) else EXIT_FAILED
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="userdebtor", description=__doc__)
+    parser = argparse.ArgumentParser(prog="userdebtor", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"userdebtor {__version__}")
+    parser.add_argument("--log-level", default="WARNING", type=str.upper, choices=LOG_LEVELS,
+                        help="what reaches standard error of the logs (default WARNING); a run's own log in Dagster "
+                             "keeps every event")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("init", help="create the tables where missing and migrate the pipeline's state").set_defaults(
         func=cmd_init
@@ -215,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="lift the change-fraction guard (U7) for this run, after checking the plan",
     )
+    sync.add_argument("--json", action="store_true", help="print one JSON document on standard output, nothing else")
     sync.set_defaults(func=cmd_sync)
     demo = sub.add_parser("demo", help="init, seed, sync, then show what happened and where to look")
     demo.add_argument("--debtors", type=int, default=2_000)
@@ -228,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="last runs, open conflicts, records set aside, pending conversions, "
                                            "the email backlog and the watermarks")
     status.add_argument("--runs", type=int, default=10, help="how many of the last runs to show")
+    status.add_argument("--json", action="store_true", help="print one JSON document on standard output, nothing else")
     status.set_defaults(func=cmd_status)
     conflicts = sub.add_parser("conflicts", help="list the open conflicts (U4) with base, web and ERP values")
     conflicts.add_argument("--limit", type=int, default=50, help="how many to show, oldest first")
@@ -252,11 +285,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="deliver: emails into the home's Maildir; hold: no mail server, emails stay queued")
     bench.add_argument("--keep-server", action="store_true", help="leave the embedded PostgreSQL running afterwards")
     bench.set_defaults(func=cmd_bench)
+    for command in sub.choices.values():  # `userdebtor sync --log-level INFO` reads as well as the global form
+        command.add_argument("--log-level", default=argparse.SUPPRESS, type=str.upper, choices=LOG_LEVELS,
+                             help="as the global --log-level")
     return parser
+
+
+def _log_to_stderr(level: str) -> None:
+    """The project's own logs (and progress lines) go to standard error, from `level` up."""
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("userdebtor_pipeline").setLevel(level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _log_to_stderr(args.log_level)
     try:
         return args.func(args)
     except SetupError as exc:
@@ -264,6 +307,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"userdebtor {args.command}: {mask_secrets(str(exc))}", file=sys.stderr)
         return EXIT_BAD_SETUP
+    except Exception as exc:  # a bug or a database error mid-command: one line, the trace only when asked
+        print(f"userdebtor {args.command}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if args.log_level == "DEBUG":
+            traceback.print_exc()
+        else:
+            print("(run with --log-level DEBUG for the trace)", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":  # python -m userdebtor_pipeline.cli

@@ -1,13 +1,26 @@
-"""What `userdebtor sync` prints: what the run did, by kind, and what held it back."""
+"""What `userdebtor sync` prints: what the run did, by kind, what held it back, and how the emails went.
+
+`sync_summary` collects it as one JSON-ready document (`userdebtor sync --json` prints it as is);
+`render_sync_summary` turns it into the text a person reads; `sync_exit_status` maps it to the contract's
+exit statuses. Emails: a backlog that the next run retries is a warning (exit 0); emails that exhausted
+their `email.max_attempts` in this run are a failure (exit 3), because those people will never get them.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from userdebtor_pipeline.exit_status import EXIT_BAD_SETUP, EXIT_FAILED, EXIT_HELD, EXIT_OK
+from userdebtor_pipeline.operations.data_docs import reports_dir
 from userdebtor_pipeline.paths import mail_dir
 from userdebtor_pipeline.runner import SyncOutcome
 from userdebtor_pipeline.settings import Settings
+
+# Errors that mean bad settings or a database out of reach rather than a broken step (exit 2).
+SETUP_ERROR_KINDS = frozenset({"SettingsError", "DatabaseError"})
 
 # (asset, metadata key, what a person calls it)
 _LINES = (
@@ -34,9 +47,8 @@ def _int(value) -> int:
         return 0
 
 
-def print_sync_report(outcome: SyncOutcome, web: Engine, settings: Settings, *, dry_run: bool) -> None:
+def _done_rows(outcome: SyncOutcome, *, dry_run: bool) -> list[tuple[str, int]]:
     mats = outcome.materializations
-    print(f"run {outcome.run_id}{' (dry run: nothing written to erp or web)' if dry_run else ''}")
     rows: list[tuple[str, int]] = []
     for asset, key, label in _LINES:
         if asset in mats and key in mats[asset]:
@@ -67,39 +79,153 @@ def print_sync_report(outcome: SyncOutcome, web: Engine, settings: Settings, *, 
             # Only what happened: non-zero counts (a window's sequence numbers are not counts).
             if isinstance(value, int) and not isinstance(value, bool) and value and not key.endswith("seq"):
                 rows.append((f"{asset}: {key.replace('_', ' ')}", value))
+    return rows
+
+
+def _emails(outcome: SyncOutcome, outbox: dict[str, int], settings: Settings, *, dry_run: bool) -> dict[str, Any]:
+    delivered = outcome.materializations.get("emails_delivered", {})
+    email = settings.email
+    transport_error = str(delivered.get("transport_error") or "") or None
+    failed = _int(delivered.get("failed"))
+    queued = _int(outbox.get("queued"))
+    if "emails_delivered" not in outcome.materializations or dry_run:
+        state = "not delivered in this run"
+    elif failed:
+        state = "failed"  # emails that will never be sent without a person
+    elif transport_error or _int(delivered.get("retried")):
+        state = "backlog"  # the next run retries them
+    else:
+        state = "ok"
+    return {
+        "state": state,
+        "sent": _int(delivered.get("sent")),
+        "failed": failed,
+        "retried": _int(delivered.get("retried")),
+        "queued": queued,
+        "transport": email.transport,
+        "delivered_to": str(mail_dir()) if email.transport == "maildir" else f"{email.smtp_host}:{email.smtp_port}",
+        "transport_error": transport_error,
+        "outbox": outbox,
+    }
+
+
+def _reports(run_id: str) -> list[str]:
+    folder = reports_dir(run_id)
+    return [str(p) for p in sorted(folder.glob("*.html"))] if folder.is_dir() else []
+
+
+def _result(outcome: SyncOutcome, emails: dict[str, Any]) -> str:
+    if not outcome.success:
+        return "held by a check" if outcome.failed_checks and not _broken_errors(outcome) else "failed"
+    if emails["state"] == "failed":
+        return "failed: emails could not be delivered"
+    if emails["state"] == "backlog":
+        return "ok, with an email backlog"
+    return "ok"
+
+
+def _broken_errors(outcome: SyncOutcome) -> list[tuple[str, str, str]]:
+    """(step, error, kind) of the steps that failed for a reason other than a blocking check."""
+    kinds = outcome.error_kinds or [""] * len(outcome.errors)
+    return [
+        (step, error, kind)
+        for step, error, kind in zip(outcome.failed_steps, outcome.errors, kinds, strict=False)
+        if kind != "DagsterAssetCheckFailedError" and "blocking asset check" not in error
+    ]
+
+
+def sync_summary(outcome: SyncOutcome, web: Engine, settings: Settings, *, dry_run: bool) -> dict[str, Any]:
+    """What the run did, as one JSON-ready document: the source of both the text and `--json`."""
     with web.connect() as conn:
         set_aside = conn.execute(
             sa.text(
                 "SELECT rule, kind, count(*) FROM userdebtor.plan_set_aside GROUP BY rule, kind ORDER BY rule, kind"
             )
         ).all()
-        outbox = dict(conn.execute(sa.text("SELECT status, count(*) FROM web.email_outbox GROUP BY status")).all())
-    width = max([len(label) for label, _ in rows] + [40])
-    print("\nwhat was done")
-    for label, count in rows:
-        print(f"  {label:<{width}} {count:>9,}")
-    if set_aside:
-        print("\nset aside (see `userdebtor status` for each record and why)")
-        for rule, kind, count in set_aside:
-            print(f"  {rule} {kind.replace('_', ' '):<{width - 3}} {count:>9,}")
-    delivered = mats.get("emails_delivered", {})
-    print("\nemails")
-    print(
-        f"  sent this run: {_int(delivered.get('sent'))}, failed: {_int(delivered.get('failed'))}; "
-        f"outbox: {', '.join(f'{k} {v}' for k, v in sorted(outbox.items())) or 'empty'}"
+        outbox = {
+            str(k): int(v)
+            for k, v in conn.execute(sa.text("SELECT status, count(*) FROM web.email_outbox GROUP BY status")).all()
+        }
+    emails = _emails(outcome, outbox, settings, dry_run=dry_run)
+    return {
+        "run_id": outcome.run_id,
+        "dry_run": dry_run,
+        "result": _result(outcome, emails),
+        "done": dict(_done_rows(outcome, dry_run=dry_run)),
+        "set_aside": [{"rule": rule, "kind": kind, "records": int(count)} for rule, kind, count in set_aside],
+        "emails": emails,
+        "held_by": [
+            {"check": name, "summary": str(outcome.check_metadata.get(name, {}).get("summary", ""))}
+            for name in outcome.failed_checks
+        ],
+        "failed_steps": [{"step": step, "error": error, "kind": kind} for step, error, kind in _broken_errors(outcome)],
+        "reports": _reports(outcome.run_id),
+    }
+
+
+def sync_exit_status(summary: dict[str, Any]) -> int:
+    """0 done (an email backlog is a warning); 1 held by a check; 2 bad settings or database; 3 failed."""
+    failed = summary["failed_steps"]
+    if failed:
+        return EXIT_BAD_SETUP if all(f["kind"] in SETUP_ERROR_KINDS for f in failed) else EXIT_FAILED
+    if summary["held_by"]:
+        return EXIT_HELD
+    if summary["emails"]["state"] == "failed":
+        return EXIT_FAILED
+    return EXIT_OK if summary["result"].startswith("ok") else EXIT_FAILED
+
+
+def render_sync_summary(summary: dict[str, Any]) -> str:
+    lines = [f"run {summary['run_id']}{' (dry run: nothing written to erp or web)' if summary['dry_run'] else ''}"]
+    done = summary["done"]
+    width = max([len(label) for label in done] + [40])
+    lines.append("\nwhat was done")
+    lines += [f"  {label:<{width}} {count:>9,}" for label, count in done.items()]
+    if summary["set_aside"]:
+        lines.append("\nset aside (see `userdebtor status` for each record and why)")
+        lines += [
+            f"  {s['rule']} {s['kind'].replace('_', ' '):<{width - 3}} {s['records']:>9,}" for s in summary["set_aside"]
+        ]
+    emails = summary["emails"]
+    outbox = ", ".join(f"{k} {v}" for k, v in sorted(emails["outbox"].items())) or "empty"
+    lines.append("\nemails")
+    lines.append(
+        f"  sent this run: {emails['sent']}, failed: {emails['failed']}, to retry: {emails['retried']};"
+        f" outbox: {outbox}"
     )
-    if settings.email.transport == "maildir":
-        print(f"  delivered to the local mail folder {mail_dir()} (open the files in new/ with any mail reader)")
-    else:
-        print(f"  delivered over SMTP to {settings.email.smtp_host}:{settings.email.smtp_port}")
-    if outcome.failed_checks:
-        print("\nHELD BACK by blocking checks (their loads wrote nothing; the next good run picks the records up):")
-        for name in outcome.failed_checks:
-            summary = outcome.check_metadata.get(name, {}).get("summary", "")
-            print(f"  {name}: {summary}")
-    other = [e for e in outcome.errors if "blocking asset check" not in e]
-    if other:
-        print("\nFAILED steps:")
-        for step, error in zip(outcome.failed_steps, other, strict=False):
-            print(f"  {step}: {error}")
-    print("\nresult:", "ok" if outcome.success else ("held by a check" if outcome.failed_checks else "failed"))
+    where = (
+        f"the local mail folder {emails['delivered_to']} (open the files in new/ with any mail reader)"
+        if emails["transport"] == "maildir"
+        else f"SMTP at {emails['delivered_to']}"
+    )
+    if emails["transport_error"]:
+        lines.append(f"  DELIVERY FAILED to {where}: {emails['transport_error']}")
+    if emails["state"] == "failed":
+        lines.append(
+            f"  FAILED: {emails['failed']} emails used up email.max_attempts and will not be sent again; "
+            "`userdebtor status` lists them with their errors"
+        )
+    elif emails["state"] == "backlog":
+        lines.append(f"  WARNING: {emails['queued']} emails wait in the outbox; the next run retries them")
+    elif emails["state"] == "ok":
+        lines.append(f"  delivered to {where}")
+    if summary["held_by"]:
+        lines.append(
+            "\nHELD BACK by blocking checks (their loads wrote nothing; the next good run picks the records up):"
+        )
+        lines += [f"  {h['check']}: {h['summary']}" for h in summary["held_by"]]
+    if summary["failed_steps"]:
+        lines.append("\nFAILED steps:")
+        lines += [f"  {f['step']}: {f['error']}" for f in summary["failed_steps"]]
+    if summary["reports"]:
+        lines.append("\nreports of the failed checks (open in a browser):")
+        lines += [f"  {path}" for path in summary["reports"]]
+    lines.append(f"\nresult: {summary['result']}")
+    return "\n".join(lines) + "\n"
+
+
+def print_sync_report(outcome: SyncOutcome, web: Engine, settings: Settings, *, dry_run: bool) -> dict[str, Any]:
+    """Print the summary for a person; returns it (for the exit status)."""
+    summary = sync_summary(outcome, web, settings, dry_run=dry_run)
+    print(render_sync_summary(summary), end="")
+    return summary

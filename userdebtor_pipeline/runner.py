@@ -20,6 +20,7 @@ class SyncOutcome:
     failed_checks: list[str] = field(default_factory=list)  # "asset:check" of blocking checks that held a load
     failed_steps: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    error_kinds: list[str] = field(default_factory=list)  # the class name of each error's innermost cause
     materializations: dict[str, dict[str, Any]] = field(default_factory=dict)  # asset -> metadata values
     check_metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -71,6 +72,7 @@ def run_sync(
             error = getattr(event.event_specific_data, "error", None)
             if error is not None:
                 outcome.errors.append(_root_message(error))
+                outcome.error_kinds.append(_root_kind(error))
     if not outcome.success:
         _warn_about_failure(instance, result.run_id)
     return outcome
@@ -85,6 +87,12 @@ def _warn_about_failure(instance: dg.DagsterInstance, run_id: str) -> None:
         warn_about_failed_run(instance, instance.get_run_by_id(run_id), None, engine_for(resolve_urls().web))
     except Exception as exc:  # the outcome the caller prints matters more than the email about it
         _log.warning("could not record or warn about failed run %s: %s", run_id, mask_secrets(str(exc)))
+
+
+def _root_kind(error: Any) -> str:
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    return str(getattr(error, "cls_name", None) or type(error).__name__)
 
 
 def _root_message(error: Any) -> str:

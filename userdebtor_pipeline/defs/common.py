@@ -115,3 +115,8 @@ def counts_metadata(counts: Mapping[str, int], seconds: float, **extra: Any) -> 
     for key, value in extra.items():
         meta[key] = value
     return meta
+
+
+def plain(value: Any) -> Any:
+    """A metadata value as a person reads it: the text or number inside Dagster's MetadataValue wrapper."""
+    return getattr(value, "value", value)
