@@ -335,11 +335,17 @@ class EmailSettings(_Section):
     smtp_starttls: StrictBool = False
     templates_dir: NonEmptyStr | None = None
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    ui_url: str | None = None  # where people open the Dagster UI: alert emails link the run there
 
     @field_validator("site_url")
     @classmethod
     def _site_url(cls, value: str) -> str:
         return _http_url(value)
+
+    @field_validator("ui_url")
+    @classmethod
+    def _ui_url(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value)
 
 
 class SafetySettings(_Section):

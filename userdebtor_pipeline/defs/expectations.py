@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from userdebtor_pipeline.defs.common import markdown_table
+from userdebtor_pipeline.defs.common import markdown_table, plain
 from userdebtor_pipeline.quality import FrameVerdict, validate_frame
 
 FAILING_ROWS_SHOWN = 20
@@ -68,8 +68,12 @@ def report_if_failed(
     frame: pd.DataFrame | None = None,
     expectations: Sequence[Any] | None = None,
     failing_rows: Any = None,
+    failing_total: int | None = None,
 ) -> dg.AssetCheckResult:
-    """A failed check links a readable report (and GX Data Docs where it validated a frame) in its metadata."""
+    """A failed check links a readable report (and GX Data Docs where it validated a frame) in its metadata.
+
+    `failing_rows` are the records behind the failure (the first ones when `failing_total` counts them all).
+    """
     if result.passed:
         return result
     from userdebtor_pipeline.operations.data_docs import check_report_metadata, write_check_report
@@ -78,8 +82,9 @@ def report_if_failed(
     path = write_check_report(
         context.run.run_id,
         check.name,
-        summary=str(result.metadata.get("summary", "")),
+        summary=str(plain(result.metadata.get("summary", ""))),
         failing_rows=failing_rows,
+        failing_total=failing_total,
         asset=check.asset_key.to_user_string(),
         frame=frame,
         expectations=expectations,

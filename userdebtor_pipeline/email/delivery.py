@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 if TYPE_CHECKING:
+    from userdebtor_pipeline.progress import Progress
     from userdebtor_pipeline.settings import EmailSettings
 
 _log = logging.getLogger(__name__)
@@ -277,8 +278,12 @@ def deliver_outbox(
     mail_dir: Path,
     max_attempts: int = 5,
     batch_size: int = 500,
+    progress: Progress | None = None,
 ) -> DeliveryReport:
-    """Deliver every `queued` email with attempts left, in email_id order; what happened, by count."""
+    """Deliver every `queued` email with attempts left, in email_id order; what happened, by count.
+
+    `progress` (userdebtor_pipeline.progress) is told the backlog at the start and each email handled.
+    """
     if transport not in TRANSPORTS:
         raise ValueError(f"email transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
     if not from_address:
@@ -296,6 +301,8 @@ def deliver_outbox(
     with web_engine.connect() as conn:
         with conn.begin():
             report.failed += conn.execute(_EXHAUSTED_SQL, {"max_attempts": max_attempts}).rowcount or 0
+            if progress is not None:
+                progress.total = int(conn.execute(_REMAINING_SQL, {"max_attempts": max_attempts}).scalar_one())
         after = 0
         keep_going = True
         while keep_going:
@@ -310,7 +317,10 @@ def deliver_outbox(
                 break
             try:
                 for email_id in ids:
-                    if not _deliver_one(conn, email_id, sender, from_address, max_attempts, secrets, report):
+                    delivered = _deliver_one(conn, email_id, sender, from_address, max_attempts, secrets, report)
+                    if progress is not None:
+                        progress.advance()
+                    if not delivered:
                         keep_going = False
                         break
             finally:
@@ -336,6 +346,7 @@ def deliver_with_settings(
     *,
     mail_dir: Path | None = None,
     batch_size: int = 500,
+    progress: Progress | None = None,
 ) -> DeliveryReport:
     """deliver_outbox with the `email:` settings; the Maildir defaults to USERDEBTOR_HOME/mail."""
     from userdebtor_pipeline.paths import mail_dir as default_mail_dir
@@ -353,4 +364,5 @@ def deliver_with_settings(
         mail_dir=mail_dir if mail_dir is not None else default_mail_dir(),
         max_attempts=settings_email.max_attempts,
         batch_size=batch_size,
+        progress=progress,
     )

@@ -75,7 +75,7 @@ TEMPLATES: dict[str, TemplateSpec] = {
     # To the warning address when a sync run fails.
     "sync_run_failed": TemplateSpec(
         required=("run_id", "error"),
-        optional=("step", "started_at", "ui_url", "details"),
+        optional=("step", "started_at", "ui_url", "details", "held", "checks", "advice"),
     ),
 }
 

@@ -9,6 +9,9 @@ happens only for a failed check; if it fails, the report says so and is written 
 
 Failing rows are the records a person must fix, so the report holds them (up to MAX_ROWS); it stays on this
 machine, under USERDEBTOR_HOME, never in an email.
+
+Everything renders offline: the report carries its own style, and the GX pages, whose templates load Bootstrap
+and scripts from CDNs, are rewritten to an inline stylesheet with the remote links taken out (`make_offline`).
 """
 
 from __future__ import annotations
@@ -64,7 +67,9 @@ def _as_rows(failing_rows: FailingRows) -> list[dict[str, Any]]:
     return [dict(row) for row in list(failing_rows)[: MAX_ROWS + 1]]
 
 
-def _total(failing_rows: FailingRows) -> int:
+def _total(failing_rows: FailingRows, failing_total: int | None) -> int:
+    if failing_total is not None:
+        return failing_total
     if failing_rows is None:
         return 0
     return len(failing_rows)
@@ -145,17 +150,17 @@ def _write_index(folder: Path) -> None:
 
 def write_check_report(run_id: str, check_name: str, *, summary: str, failing_rows: FailingRows = None,
                        asset: str | None = None, frame: pd.DataFrame | None = None,
-                       expectations: Sequence[Any] | None = None) -> Path:
+                       expectations: Sequence[Any] | None = None, failing_total: int | None = None) -> Path:
     """Write the report of one failed check and return the path of its HTML page.
 
     `failing_rows` are the offending records (a DataFrame or a list of mappings; `verdict_rows(verdict)` turns
-    a quality.FrameVerdict into rows). With `frame` and `expectations` (GX expectation objects), real GX Data
-    Docs are built too and linked from the report.
+    a quality.FrameVerdict into rows); `failing_total` is their full count when only the first ones are given.
+    With `frame` and `expectations` (GX expectation objects), real GX Data Docs are built too and linked.
     """
     folder = reports_dir(run_id)
     folder.mkdir(parents=True, exist_ok=True)
     name = _safe(check_name)
-    rows, total = _as_rows(failing_rows), _total(failing_rows)
+    rows, total = _as_rows(failing_rows), _total(failing_rows, failing_total)
     gx_page: Path | None = None
     gx_problem: str | None = None
     if frame is not None and expectations:
@@ -236,4 +241,37 @@ def build_gx_data_docs(run_id: str, check_name: str, frame: pd.DataFrame, expect
         batch_identifier=result.batch_id)])
     site = root / "gx" / "uncommitted" / "data_docs" / "local_site"
     pages = sorted((site / "validations" / name / _safe(run_id)).glob("*/*.html"), key=lambda p: p.stat().st_mtime)
-    return pages[-1] if pages else site / "index.html"
+    page = pages[-1] if pages else site / "index.html"
+    for written in (page, site / "index.html"):
+        if written.is_file():
+            make_offline(written)
+    return page
+
+
+# Remote stylesheets and scripts of GX's page templates (Bootstrap, jQuery, Vega from CDNs).
+_REMOTE_TAGS = re.compile(
+    r"<link\b[^>]*\bhref=[\"']https?://[^>]*>|<script\b[^>]*\bsrc=[\"']https?://[^>]*>\s*</script>", re.IGNORECASE)
+# Enough of Bootstrap's layout for GX's pages to read well without a network; collapsed parts stay open.
+_OFFLINE_GX_STYLE = (
+    "body{font-family:system-ui,sans-serif;color:#222;margin:0;padding:1em;line-height:1.4}"
+    ".container-fluid,.container{width:100%;box-sizing:border-box}.row{display:flex;flex-wrap:wrap;gap:1em}"
+    "[class*=col-]{flex:1 1 20em;min-width:0}.card{border:1px solid #ddd;border-radius:4px;margin-bottom:1em}"
+    ".card-header{background:#f3f3f0;padding:.5em 1em;border-bottom:1px solid #ddd}.card-body{padding:.5em 1em}"
+    "table,.table{border-collapse:collapse;width:100%;margin:.5em 0}th,td{border:1px solid #ddd;padding:4px 8px;"
+    "text-align:left;vertical-align:top}th{background:#f3f3f0}.badge{display:inline-block;padding:.1em .5em;"
+    "border-radius:3px;background:#eee;font-size:.85em}.badge-danger,.text-danger{color:#8a1c1c}"
+    ".badge-success,.text-success{color:#1f5d4c}.navbar,.ge-footer,.d-none{display:none}"
+    "img{max-width:100%;height:auto}.sticky{position:static}code,pre{background:#f6f6f4;padding:0 .2em}"
+)
+_OFFLINE_MARK = "<!-- userdebtor: offline -->"
+
+
+def make_offline(page: Path) -> None:
+    """Rewrite a GX Data Docs page to render without a network: remote links out, an inline style in."""
+    text = page.read_text(encoding="utf-8")
+    if _OFFLINE_MARK in text:
+        return
+    text = _REMOTE_TAGS.sub("", text)
+    style = f"{_OFFLINE_MARK}<style>{_OFFLINE_GX_STYLE}</style>"
+    text = text.replace("</head>", style + "</head>", 1) if "</head>" in text else style + text
+    page.write_text(text, encoding="utf-8")

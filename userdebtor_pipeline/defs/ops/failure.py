@@ -42,9 +42,45 @@ from userdebtor_pipeline.settings import (
 _log = logging.getLogger(__name__)
 
 TEMPLATE = "sync_run_failed"
-# Optional: where people open the Dagster UI, so the email can link the run (e.g. http://dagster.internal:3000).
+# Where people open the Dagster UI, so the email can link the run: `email.ui_url` in the settings; this
+# variable is read only when the setting is absent (a container that knows its own address).
 UI_URL_ENV = "USERDEBTOR_UI_URL"
 _MAX_ERROR_CHARS = 2_000
+
+# What a person does when a blocking check holds a run, by check name: the one next step that fits.
+CHECK_ADVICE: dict[str, str] = {
+    "change_fraction_guard": (
+        "The report lists every pair the run would change, with the value before and after. If the change is "
+        "right (a planned bulk edit), run `userdebtor sync --allow-large-change` once, or launch the job with "
+        "run_options lift_change_guard: true. If it is not, fix the data at its source; nothing was written."
+    ),
+    "template_customer_exists": (
+        "Create the template customer in the ERP (erp.deb_master) or set user_debtor.template_customer to one "
+        "that exists; the waiting web users get their debtors in the next run."
+    ),
+    "new_debtors_are_sound": (
+        "The report lists the planned debtors whose code or email is wrong or taken: fix those users' emails "
+        "on the web, or user_debtor.new_account_prefix / account_number_width if codes collide."
+    ),
+    "new_users_are_sound": (
+        "The report lists the ERP debtors whose email is malformed, shared or already a web login: fix dr_email "
+        "in the ERP (or the existing web user); the next run creates the users."
+    ),
+    "no_user_linked_twice": (
+        "The report lists users or debtors that would get two links: usually two ERP debtors share an email. "
+        "Give one of them another address, or resolve it with `userdebtor conflicts`."
+    ),
+    "approvals_link_only_qualifying_accounts": (
+        "An approval would link an account it must not (cash, excluded or closed): check "
+        "instant_accounts.cash_account_code, excluded_account_codes and the accounts' status in the ERP."
+    ),
+}
+_STEP_ADVICE = (
+    "Read the log of the failed step in the Dagster UI. Fix the cause (often a database that could not be "
+    "reached, or a settings error), then launch the sync again. Rerunning is safe: the next run starts from "
+    "the data as it stands and never repeats an email that was already sent."
+)
+_CHECK_DEFAULT_ADVICE = "Open the check's report, fix the rows it lists at their source, then run the sync again."
 
 _RECORD_OUTCOME_SQL = sa.text(
     "UPDATE userdebtor.sync_run SET outcome = :outcome, finished_at = coalesce(finished_at, now()),"
@@ -187,6 +223,14 @@ def _reports_of(run_id: str) -> list[Path]:
     return sorted(p for p in folder.glob("*.html") if p.name != "index.html") if folder.is_dir() else []
 
 
+def advice_for(failed: FailedRun) -> str:
+    """The next step for a person: the held checks' own advice, else how to deal with a broken step."""
+    if failed.failed_steps or not failed.held_by:
+        return _STEP_ADVICE
+    names = dict.fromkeys(c.name.rpartition(":")[2] for c in failed.held_by)
+    return "\n".join(CHECK_ADVICE.get(name, _CHECK_DEFAULT_ADVICE) for name in names)
+
+
 def failure_email_context(failed: FailedRun, *, ui_url: str | None = None,
                           settings_problem: str | None = None) -> dict[str, Any]:
     """The variables of the `sync_run_failed` template (see email/render.py TEMPLATES)."""
@@ -209,6 +253,9 @@ def failure_email_context(failed: FailedRun, *, ui_url: str | None = None,
         "started_at": f"{failed.started_at:%Y-%m-%d %H:%M:%S} UTC" if failed.started_at else None,
         "ui_url": f"{ui_url.rstrip('/')}/runs/{failed.run_id}" if ui_url else None,
         "details": details,
+        "held": failed.outcome == "held",
+        "checks": ", ".join(c.name for c in failed.held_by) or None,
+        "advice": advice_for(failed),
     }
 
 
@@ -242,14 +289,24 @@ class FailureWarning:
     failed: FailedRun
 
 
+def is_dry_run(run: dg.DagsterRun) -> bool:
+    """A run launched with run_options dry_run (the CLI's --dry-run, or the launchpad): it never alerts."""
+    config = (run.run_config or {}).get("resources", {}).get("run_options", {}).get("config", {})
+    return bool(config.get("dry_run")) if isinstance(config, Mapping) else False
+
+
 def warn_about_failed_run(instance: dg.DagsterInstance, run: dg.DagsterRun, failure_event: dg.DagsterEvent | None,
                           web: Engine, settings_path: str | None = None) -> FailureWarning:
-    """Record the outcome, queue the email in the same transaction, then deliver the whole outbox."""
+    """Record the outcome, queue the email in the same transaction, then deliver the whole outbox.
+
+    A dry run is recorded but never alerts: it wrote nothing, and the person who launched it sees its result.
+    """
     failed = describe_failed_run(instance, run, failure_event)
     settings = warning_settings(settings_path)
+    ui_url = settings.email.ui_url or os.environ.get(UI_URL_ENV) or None
     with web.begin() as conn:
         record_run_outcome(conn, failed)
-        email_id = queue_failure_email(conn, failed, settings, ui_url=os.environ.get(UI_URL_ENV) or None)
+        email_id = None if is_dry_run(run) else queue_failure_email(conn, failed, settings, ui_url=ui_url)
     # Delivered here rather than left for the next run: after a failure there may be no next run for a while.
     delivery = deliver_with_settings(web, settings.email, mail_dir=mail_dir())
     _log.info("run %s %s: failure email %s, %s sent", run.run_id, failed.outcome, email_id, delivery.sent)

@@ -11,11 +11,29 @@ import pandas as pd
 import sqlalchemy as sa
 
 from userdebtor_pipeline.defs.common import EMAIL_PATTERN, email_key, markdown_table
-from userdebtor_pipeline.defs.expectations import report_if_failed
+from userdebtor_pipeline.defs.expectations import failing_mask, report_if_failed
 from userdebtor_pipeline.defs.resources import ErpDatabase, RunOptions, SyncSettings, WebDatabase
 from userdebtor_pipeline.defs.user_debtor.plan import debtors_to_create, user_debtor_plan, users_to_create
-from userdebtor_pipeline.operations.data_docs import verdict_rows
+from userdebtor_pipeline.operations.data_docs import MAX_ROWS
 from userdebtor_pipeline.quality import validate_frame
+
+# What U7 would write, one row per field changed or link ended, with the value before and after: the report
+# of a held run lists these so a person can judge the change before lifting the guard.
+_GUARDED_CHANGES_SQL = sa.text(
+    "SELECT * FROM ("
+    " SELECT dr_cust_code, user_id, field, direction AS change,"
+    "  CASE direction WHEN 'to_erp' THEN erp_value ELSE web_value END AS before, new_value AS after"
+    "  FROM userdebtor.plan_field_change WHERE direction IN ('to_erp', 'to_web')"
+    " UNION ALL"
+    " SELECT dr_cust_code, user_id, 'link', action, 'linked',"
+    "  CASE WHEN deactivate_user THEN 'link ended, user deactivated' ELSE 'link ended' END"
+    "  FROM userdebtor.plan_link_exit WHERE action IN ('deleted', 'out_of_scope')) c"
+    " ORDER BY dr_cust_code, field LIMIT :limit"
+)
+_GUARDED_CHANGES_COUNT_SQL = sa.text(
+    "SELECT (SELECT count(*) FROM userdebtor.plan_field_change WHERE direction IN ('to_erp', 'to_web'))"
+    " + (SELECT count(*) FROM userdebtor.plan_link_exit WHERE action IN ('deleted', 'out_of_scope'))"
+)
 
 
 # Gates: each carries the checks of one load, so a failing check holds that load alone, not the whole run.
@@ -49,11 +67,13 @@ def _verdict(
     frame: pd.DataFrame | None = None,
     expectations: list | None = None,
     failing_rows=None,
+    failing_total: int | None = None,
     **metadata,
 ) -> dg.AssetCheckResult:
     """The check's result; a failure also writes the readable report that its metadata links."""
     result = dg.AssetCheckResult(passed=passed, metadata={"summary": summary, **metadata})
-    return report_if_failed(context, result, frame=frame, expectations=expectations, failing_rows=failing_rows)
+    return report_if_failed(context, result, frame=frame, expectations=expectations, failing_rows=failing_rows,
+                            failing_total=failing_total)
 
 
 @dg.asset_check(
@@ -82,7 +102,14 @@ def template_customer_exists(
         else f"template customer {template} is missing from erp.deb_master: {creating} new debtors are held "
         "back; create it or fix user_debtor.template_customer"
     )
-    return _verdict(context, passed, summary, template_customer=template, debtors_waiting=int(creating))
+    waiting = None
+    if not passed:
+        with web.engine.connect() as conn:
+            waiting = [dict(r) for r in conn.execute(sa.text(
+                "SELECT user_id, dr_cust_code, email_address FROM userdebtor.plan_debtor_create"
+                " WHERE action = 'create' ORDER BY dr_cust_code LIMIT :limit"), {"limit": MAX_ROWS}).mappings()]
+    return _verdict(context, passed, summary, failing_rows=waiting, failing_total=int(creating),
+                    template_customer=template, debtors_waiting=int(creating))
 
 
 @dg.asset_check(
@@ -128,13 +155,14 @@ def new_debtors_are_sound(
     summary = verdict.summary() if not verdict.passed else "codes and emails are sound"
     if collisions:
         summary += f"; {len(collisions)} planned codes already exist in the ERP: {', '.join(collisions[:10])}"
+    failing = frame[failing_mask(frame, verdict) | frame["dr_cust_code"].isin(collisions)] if not frame.empty else None
     return _verdict(
         context,
         passed,
         summary,
         frame=frame,
         expectations=expectations,
-        failing_rows=verdict_rows(verdict),
+        failing_rows=failing,
         rows=verdict.rows,
         collisions=len(collisions),
         failing=dg.MetadataValue.md(verdict.markdown()),
@@ -170,7 +198,7 @@ def new_users_are_sound(context: dg.AssetCheckExecutionContext, web: WebDatabase
         verdict.summary(),
         frame=frame,
         expectations=expectations,
-        failing_rows=verdict_rows(verdict),
+        failing_rows=frame[failing_mask(frame, verdict)] if not frame.empty else None,
         rows=verdict.rows,
         failing=dg.MetadataValue.md(verdict.markdown()),
     )
@@ -241,10 +269,17 @@ def change_fraction_guard(
         )
     else:
         summary = f"{touched} of {linked} linked pairs change ({fraction:.1%}), within the limit"
+    changes, changes_total = None, None
+    if not passed:
+        with web.engine.connect() as conn:
+            changes = [dict(r) for r in conn.execute(_GUARDED_CHANGES_SQL, {"limit": MAX_ROWS}).mappings()]
+            changes_total = int(conn.execute(_GUARDED_CHANGES_COUNT_SQL).scalar_one())
     return _verdict(
         context,
         passed,
         summary,
+        failing_rows=changes,
+        failing_total=changes_total,
         linked_pairs=int(linked),
         pairs_changing=int(touched),
         fraction=round(fraction, 4),
