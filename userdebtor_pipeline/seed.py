@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from userdebtor_pipeline.progress import Progress
+
 if TYPE_CHECKING:
     from userdebtor_pipeline.settings import Settings
 
@@ -1030,11 +1032,16 @@ def _settings(**given: Any) -> SeedSettings:
     )
 
 
+_SEED_STEPS = ("debtors", "contacts and web users", "sales orders", "code conversions and sign-ups", "analyze")
+
+
 @contextmanager
-def _timed(step: str) -> Iterator[None]:
+def _timed(step: str, progress: Progress) -> Iterator[None]:
+    progress.stage(step)
     started = time.perf_counter()
     yield
     _log.info("seed: %s in %.1f s", step, time.perf_counter() - started)
+    progress.advance()
 
 
 def seed_databases(
@@ -1071,27 +1078,29 @@ def seed_databases(
         "first_number": _FIRST_DEBTOR_NUMBER, "debtors": s.debtors, "contacts": s.contacts,
         "orders": s.orders, "users": s.users,
     }  # fmt: skip
+    progress = Progress("seed", len(_SEED_STEPS), unit="steps")
     with _seeding_session(erp) as erp_conn, _seeding_session(web) as web_conn:
         refuse_filled_tables(erp_conn, web_conn)
-        with _timed("debtors"):
+        with _timed("debtors", progress):
             insert_house_accounts(erp_conn, s, pools)
             insert_debtors(erp_conn, params)
             hand_erp_facts_to_web(erp_conn, web_conn, s)
         # Contacts (ERP) and users (web) need nothing of each other: one core builds each.
-        with _timed("contacts and web users"), ThreadPoolExecutor(max_workers=1) as worker:
+        with _timed("contacts and web users", progress), ThreadPoolExecutor(max_workers=1) as worker:
             contacts_done = worker.submit(insert_contacts, erp_conn, s, params)
             insert_roles(web_conn)
             insert_customers(web_conn, s)
             insert_users(web_conn, params)
             contacts_done.result()
-        with _timed("sales orders"):
+        with _timed("sales orders", progress):
             user_emails = hand_user_emails_to_erp(web_conn, erp_conn)
             insert_orders(erp_conn, s, params, user_emails)
-        with _timed("code conversions and sign-ups"):
+        with _timed("code conversions and sign-ups", progress):
             convert_codes(erp_conn, s)
             insert_registration_requests(erp_conn, web_conn, s)
-        with _timed("analyze"):
+        with _timed("analyze", progress):
             counts = analyze_and_count(erp_conn, web_conn)
+    progress.finish()
     return SeedReport(counts=counts, seconds=round(time.perf_counter() - started, 3))
 
 

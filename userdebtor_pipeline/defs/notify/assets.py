@@ -9,6 +9,7 @@ from userdebtor_pipeline.defs.common import Stopwatch
 from userdebtor_pipeline.defs.resources import RunOptions, SyncSettings, WebDatabase
 from userdebtor_pipeline.email import deliver_with_settings, release_held_emails
 from userdebtor_pipeline.paths import mail_dir
+from userdebtor_pipeline.progress import Progress
 
 GROUP = "notify"
 
@@ -21,14 +22,16 @@ def build_notify_assets(loads: Sequence[dg.AssetKey]) -> list[dg.AssetsDefinitio
         deps=list(loads),
         description="Releases emails held for approval (U3) and delivers the outbox (E1): Maildir or SMTP.",
     )
-    def emails_delivered(web: WebDatabase, settings: SyncSettings, run_options: RunOptions) -> dg.MaterializeResult:
+    def emails_delivered(context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings,
+                         run_options: RunOptions) -> dg.MaterializeResult:
         watch = Stopwatch()
         if run_options.dry_run:
             return dg.MaterializeResult(metadata={"dry_run": True, "sent": 0})
         config = settings.get()
         with web.engine.begin() as conn:
             released = release_held_emails(conn)
-        report = deliver_with_settings(web.engine, config.email, mail_dir=mail_dir())
+        with Progress("emails delivered", unit="emails", log=context.log) as progress:
+            report = deliver_with_settings(web.engine, config.email, mail_dir=mail_dir(), progress=progress)
         with web.engine.connect() as conn:
             backlog = dict(conn.execute(sa.text("SELECT status, count(*) FROM web.email_outbox GROUP BY status")).all())
         smtp = f"{config.email.smtp_host}:{config.email.smtp_port}"

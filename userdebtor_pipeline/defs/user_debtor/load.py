@@ -26,6 +26,7 @@ from userdebtor_pipeline.defs.user_debtor.plan import (
 from userdebtor_pipeline.defs.welcome import queue_welcome_email
 from userdebtor_pipeline.filters import DEB_MASTER_COLUMNS
 from userdebtor_pipeline.paths import read_sql
+from userdebtor_pipeline.progress import Progress
 
 GROUP = "load"
 USER_CHUNK = 2_000  # users created per transaction: their links, tokens and welcome emails commit together
@@ -153,6 +154,7 @@ def web_users_created(
             ).scalars()
         )
     created = linked = emails = 0
+    progress = Progress("web users created (U2)", len(codes), unit="users", log=context.log)
     for start in range(0, len(codes), USER_CHUNK):
         chunk = codes[start : start + USER_CHUNK]
         with web.engine.begin() as conn:
@@ -170,6 +172,8 @@ def web_users_created(
                 queue_welcome_email(conn, config, user)
             emails += len(new_users)
             created += len(new_users)
+        progress.advance(len(chunk))
+    progress.finish()
     with web.engine.begin() as conn:
         reported = record_set_aside(conn, config, context.run_id)
     return dg.MaterializeResult(
