@@ -55,10 +55,13 @@ def _settings():
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from userdebtor_pipeline.schema import init_databases
+    from userdebtor_pipeline.schema import InitError, init_databases
 
     erp, web = _engines()
-    report = init_databases(erp, web)
+    try:
+        report = init_databases(erp, web)
+    except InitError as exc:
+        raise SetupError(str(exc)) from None
     created = ", ".join(report.created_tables) or "none (all existed)"
     migrations = ", ".join(report.applied_migrations) or "none (up to date)"
     print(f"tables created: {created}")
@@ -128,6 +131,41 @@ def _check_before_writing(settings, web) -> None:
         check_before_writing(settings, web)
     except SettingsError as exc:
         raise SetupError(str(exc)) from None
+
+
+def cmd_invite(args: argparse.Namespace) -> int:
+    """I4: file the request and run the invite job, which decides it by I1 at once."""
+    from userdebtor_pipeline.defs.instant_accounts.invite import INVITE_JOB_NAME
+    from userdebtor_pipeline.report import SETUP_ERROR_KINDS, broken_steps
+    from userdebtor_pipeline.runner import run_sync
+    from userdebtor_pipeline.schema import state_is_ready
+
+    settings = _settings()
+    _, web = _engines()
+    if not state_is_ready(web):
+        raise SetupError("the pipeline's state schema is missing: run `userdebtor init` first")
+    _check_before_writing(settings, web)
+    outcome = run_sync(job_name=INVITE_JOB_NAME, log_level=args.log_level,
+                       ops={"merchant_invitation": {"config": {"email": args.email, "account": args.account}}})
+    verdict = outcome.materializations.get("invitation_decided")
+    if verdict is None:
+        for name in outcome.failed_checks:
+            print(f"held by check {name}: {outcome.check_metadata.get(name, {}).get('summary', '')}", file=sys.stderr)
+        for step, error in zip(outcome.failed_steps, outcome.errors, strict=False):
+            print(f"{step}: {error}", file=sys.stderr)
+        print(f"userdebtor invite: not decided (run {outcome.run_id}); the request stays pending for the next run",
+              file=sys.stderr)
+        broken = broken_steps(outcome)
+        if broken:
+            return EXIT_BAD_SETUP if all(kind in SETUP_ERROR_KINDS for _, _, kind in broken) else EXIT_FAILED
+        return EXIT_HELD
+    print(f"request {verdict['request_id']} for {args.email}: {verdict['status']}")
+    if verdict["reason"]:
+        print(f"  {verdict['reason']}")
+    if verdict["status"] == "approved":
+        print(f"  user {verdict['user_id']}; the confirmation email went out in run {outcome.run_id}")
+        return EXIT_OK
+    return EXIT_HELD
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -207,6 +245,25 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_grants(args: argparse.Namespace) -> int:
+    """Print the SQL that gives the integration's roles what they need and no more."""
+    from sqlalchemy.engine import make_url
+
+    from userdebtor_pipeline.db import DatabaseError, resolve_urls
+    from userdebtor_pipeline.grants import grants_sql
+
+    erp_database, web_database = args.erp_database, args.web_database
+    if erp_database is None or web_database is None:
+        try:
+            urls = resolve_urls()
+        except DatabaseError as exc:
+            raise SetupError(str(exc)) from None
+        erp_database = erp_database or make_url(urls.erp).database
+        web_database = web_database or make_url(urls.web).database
+    print(grants_sql(args.erp_role, args.web_role or args.erp_role, erp_database, web_database), end="")
+    return EXIT_OK
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from userdebtor_pipeline.bench import BenchError, BenchOptions, all_syncs_succeeded, print_report, run_bench
 
@@ -253,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--users", type=int, default=2_000)
     demo.add_argument("--seed", type=int, default=42)
     demo.set_defaults(func=cmd_demo)
+    invite = sub.add_parser("invite", help="open an instant account for a customer (I4): file a registration "
+                                           "request and decide it at once, as a run would")
+    invite.add_argument("email", metavar="EMAIL", help="the customer's email address")
+    invite.add_argument("--account", metavar="CODE", default=None, help="the ERP account the customer orders for")
+    invite.set_defaults(func=cmd_invite)
     ui = sub.add_parser("ui", help="start the Dagster UI on this project")
     ui.add_argument("--port", type=int, default=3000)
     ui.add_argument("--host", default="127.0.0.1")
@@ -270,6 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
     resolve.add_argument("--take", required=True, choices=("erp", "web"), help="the side whose value is kept")
     resolve.add_argument("--by", default=None, help="who decided (default: the OS user)")
     resolve.set_defaults(func=cmd_resolve)
+    grants = sub.add_parser("grants", help="print the SQL granting the integration's roles what they need (run it as "
+                                           "the owner after `userdebtor init`)")
+    grants.add_argument("--erp-role", required=True, help="the role the integration logs in to the ERP database as")
+    grants.add_argument("--web-role", default=None, help="the role for the web database (default: the ERP role)")
+    grants.add_argument("--erp-database", default=None, help="default: the database of USERDEBTOR_ERP_URL")
+    grants.add_argument("--web-database", default=None, help="default: the database of USERDEBTOR_WEB_URL")
+    grants.set_defaults(func=cmd_grants)
     bench = sub.add_parser("bench", help="time seed, first load, full and changed-since syncs at scale N on a fresh "
                                          "database, against a row-by-row baseline; a JSON report and a table")
     bench.add_argument("--scale", type=int, required=True, help="debtors and users to seed (N)")

@@ -116,7 +116,7 @@ def _reports(run_id: str) -> list[str]:
 
 def _result(outcome: SyncOutcome, emails: dict[str, Any]) -> str:
     if not outcome.success:
-        return "held by a check" if outcome.failed_checks and not _broken_errors(outcome) else "failed"
+        return "held by a check" if outcome.failed_checks and not broken_steps(outcome) else "failed"
     if emails["state"] == "failed":
         return "failed: emails could not be delivered"
     if emails["state"] == "backlog":
@@ -124,7 +124,7 @@ def _result(outcome: SyncOutcome, emails: dict[str, Any]) -> str:
     return "ok"
 
 
-def _broken_errors(outcome: SyncOutcome) -> list[tuple[str, str, str]]:
+def broken_steps(outcome: SyncOutcome) -> list[tuple[str, str, str]]:
     """(step, error, kind) of the steps that failed for a reason other than a blocking check."""
     kinds = outcome.error_kinds or [""] * len(outcome.errors)
     return [
@@ -158,7 +158,7 @@ def sync_summary(outcome: SyncOutcome, web: Engine, settings: Settings, *, dry_r
             {"check": name, "summary": str(outcome.check_metadata.get(name, {}).get("summary", ""))}
             for name in outcome.failed_checks
         ],
-        "failed_steps": [{"step": step, "error": error, "kind": kind} for step, error, kind in _broken_errors(outcome)],
+        "failed_steps": [{"step": step, "error": error, "kind": kind} for step, error, kind in broken_steps(outcome)],
         "reports": _reports(outcome.run_id),
     }
 

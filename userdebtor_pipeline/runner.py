@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,13 +41,20 @@ def run_sync(
     lift_change_guard: bool = False,
     instance: dg.DagsterInstance | None = None,
     log_level: str = "WARNING",
+    job_name: str | None = None,
+    ops: Mapping[str, Any] | None = None,
 ) -> SyncOutcome:
-    """Execute the whole integration once. Never raises for a failed step: the outcome says what failed."""
+    """Execute the whole integration once. Never raises for a failed step: the outcome says what failed.
+
+    `job_name` and `ops` (the assets' config) run another job of the code location the same way, e.g. the
+    invite job (I4).
+    """
     from userdebtor_pipeline.definitions import defs
     from userdebtor_pipeline.defs.jobs import SYNC_JOB_NAME
 
-    job = defs.resolve_job_def(SYNC_JOB_NAME)
-    run_config = {
+    job = defs.resolve_job_def(job_name or SYNC_JOB_NAME)
+    run_config: dict[str, Any] = {"ops": dict(ops)} if ops else {}
+    run_config |= {
         "resources": {
             "run_options": {"config": {"full": full, "dry_run": dry_run, "lift_change_guard": lift_change_guard}}
         },

@@ -16,6 +16,7 @@ DOMAIN_MODULES = (
     "userdebtor_pipeline.defs.user_debtor.load",
     "userdebtor_pipeline.defs.contacts.assets",
     "userdebtor_pipeline.defs.instant_accounts.assets",
+    "userdebtor_pipeline.defs.instant_accounts.invite",
     "userdebtor_pipeline.defs.orders.assets",
     "userdebtor_pipeline.defs.access.assets",
 )

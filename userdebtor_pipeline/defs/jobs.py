@@ -1,8 +1,10 @@
-"""The job people launch (from the UI or `userdebtor sync`), with its schedules and sensors."""
+"""The jobs people launch (from the UI, `userdebtor sync` or `userdebtor invite`), with schedules and sensors."""
 
 from __future__ import annotations
 
 import dagster as dg
+
+from userdebtor_pipeline.defs.instant_accounts.invite import INVITE_GROUP, invite_job
 
 SYNC_JOB_NAME = "userdebtor_sync"
 
@@ -10,14 +12,14 @@ SYNC_JOB_NAME = "userdebtor_sync"
 # in PostgreSQL anyway, so more processes would only add start-up time.
 sync_job = dg.define_asset_job(
     SYNC_JOB_NAME,
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups(INVITE_GROUP),  # everything but I4's invitation
     executor_def=dg.in_process_executor,
     description="The whole integration once: extract, conversions, plan, checks, loads, emails.",
 )
 
 
 def all_jobs() -> list:
-    return [sync_job]
+    return [sync_job, invite_job]
 
 
 def all_schedules() -> list:

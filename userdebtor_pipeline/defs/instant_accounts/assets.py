@@ -74,7 +74,7 @@ def _registration_params(run_id: str, config: InstantAccountSettings) -> dict[st
 
 @dg.asset(
     group_name=PLAN,
-    deps=[change_window],
+    deps=[change_window, "merchant_invitation"],  # I4: in the invite job, the merchant's request comes first
     description="I1: each pending registration request, approved with its qualifying accounts (not the cash "
     "account, not excluded, not closed) or rejected with a reason a website can show.",
 )
