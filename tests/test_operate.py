@@ -237,6 +237,8 @@ def test_i4_the_invite_job_is_launchable_with_config_and_the_sync_job_leaves_it_
     invite = defs.resolve_job_def("userdebtor_invite")
     config = invite.run_config_schema.config_type.fields["ops"].config_type.fields["merchant_invitation"]
     assert set(config.config_type.fields["config"].config_type.fields) == {"email", "account"}
+    assert "registration_decisions_approvals_link_only_qualifying_accounts" in invite.graph.node_dict, \
+        "I1's blocking check guards an invitation as it guards a sync"
     graph = defs.resolve_asset_graph()
     sync_assets = defs.resolve_job_def("userdebtor_sync").asset_layer.selected_asset_keys
     assert dg.AssetKey("merchant_invitation") not in sync_assets
