@@ -283,3 +283,30 @@ def test_init_and_a_sync_run_as_a_role_with_only_the_printed_grants(pipeline_env
     assert main(["init"]) == EXIT_BAD_SETUP
     err = capsys.readouterr().err
     assert "web.favourite is missing" in err and "as the database owner" in err and "Traceback" not in err
+
+
+def test_grants_for_two_databases_and_two_roles_carry_a_sync(two_databases, tmp_path, monkeypatch, capsys):
+    """ERP and web in two databases, each with its own role and only its part of `userdebtor grants`."""
+    dbs, tag = two_databases, uuid.uuid4().hex[:8]
+    roles = {"erp": f"erp_integration_{tag}", "web": f"web_integration_{tag}"}
+    monkeypatch.setenv("USERDEBTOR_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("USERDEBTOR_CONFIG", str(write_settings(tmp_path / "userdebtor.yaml")))
+    monkeypatch.setenv("USERDEBTOR_ERP_URL", dbs.erp_url)
+    monkeypatch.setenv("USERDEBTOR_WEB_URL", dbs.web_url)
+    for system, engine in (("erp", dbs.erp), ("web", dbs.web)):
+        assert main(["grants", "--erp-role", roles["erp"], "--web-role", roles["web"], "--only", system]) == EXIT_OK
+        script = capsys.readouterr().out
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'CREATE ROLE "{roles[system]}" LOGIN')
+            conn.exec_driver_sql(script)
+    for system, url in (("erp", dbs.erp_url), ("web", dbs.web_url)):
+        monkeypatch.setenv(f"USERDEBTOR_{system.upper()}_URL",
+                           make_url(url).set(username=roles[system]).render_as_string(hide_password=False))
+    dispose_all()
+    add_template(dbs.erp)
+    add_user(dbs.web, "two@mail.example")
+
+    assert main(["init"]) == EXIT_OK
+    assert main(["sync", "--json"]) == EXIT_OK
+    capsys.readouterr()
+    assert one(dbs.erp, "SELECT count(*) FROM erp.deb_master WHERE dr_email = 'two@mail.example'") == 1

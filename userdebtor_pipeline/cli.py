@@ -260,7 +260,7 @@ def cmd_grants(args: argparse.Namespace) -> int:
             raise SetupError(str(exc)) from None
         erp_database = erp_database or make_url(urls.erp).database
         web_database = web_database or make_url(urls.web).database
-    print(grants_sql(args.erp_role, args.web_role or args.erp_role, erp_database, web_database), end="")
+    print(grants_sql(args.erp_role, args.web_role or args.erp_role, erp_database, web_database, args.only), end="")
     return EXIT_OK
 
 
@@ -338,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     grants.add_argument("--web-role", default=None, help="the role for the web database (default: the ERP role)")
     grants.add_argument("--erp-database", default=None, help="default: the database of USERDEBTOR_ERP_URL")
     grants.add_argument("--web-database", default=None, help="default: the database of USERDEBTOR_WEB_URL")
+    grants.add_argument("--only", choices=("erp", "web"), default=None,
+                        help="print the part of one database only (when ERP and web are two databases)")
     grants.set_defaults(func=cmd_grants)
     bench = sub.add_parser("bench", help="time seed, first load, full and changed-since syncs at scale N on a fresh "
                                          "database, against a row-by-row baseline; a JSON report and a table")

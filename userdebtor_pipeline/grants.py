@@ -78,14 +78,14 @@ def web_grants(role: str, database: str) -> list[str]:
     return _common(role, database, "web") + _writes(role, "web", WEB_WRITES) + state
 
 
-def grants_sql(erp_role: str, web_role: str, erp_database: str, web_database: str) -> str:
-    """The whole script, to run as the owner after `userdebtor init`, in each database as its header says."""
+def grants_sql(erp_role: str, web_role: str, erp_database: str, web_database: str, only: str | None = None) -> str:
+    """The script to run as the owner after `userdebtor init`; `only` ("erp" or "web") for one database alone."""
     lines = [
         "-- Least privileges of the userdebtor integration (`userdebtor grants`). Run as the owner, after",
         "-- `userdebtor init`; the roles must exist (e.g. CREATE ROLE ... LOGIN PASSWORD '...').",
-        f"-- In the ERP database ({erp_database}):",
-        *erp_grants(erp_role, erp_database),
-        f"-- In the web database ({web_database}):",
-        *web_grants(web_role, web_database),
     ]
+    if only in (None, "erp"):
+        lines += [f"-- In the ERP database ({erp_database}):", *erp_grants(erp_role, erp_database)]
+    if only in (None, "web"):
+        lines += [f"-- In the web database ({web_database}):", *web_grants(web_role, web_database)]
     return "\n".join(lines) + "\n"
