@@ -165,6 +165,8 @@ def cmd_invite(args: argparse.Namespace) -> int:
     if verdict["status"] == "approved":
         print(f"  user {verdict['user_id']}; the confirmation email went out in run {outcome.run_id}")
         return EXIT_OK
+    if verdict["status"] == "pending":  # I1 did not run: instant_accounts.enabled is false
+        print("  not decided: instant accounts are switched off (instant_accounts.enabled); it waits for them")
     return EXIT_HELD
 
 
