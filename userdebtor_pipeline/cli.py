@@ -381,7 +381,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"userdebtor {args.command}: {mask_secrets(str(exc))}", file=sys.stderr)
         return EXIT_BAD_SETUP
     except Exception as exc:  # a bug or a database error mid-command: one line, the trace only when asked
-        print(f"userdebtor {args.command}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        from userdebtor_pipeline.masking import mask_secrets
+
+        print(f"userdebtor {args.command}: failed: {type(exc).__name__}: {mask_secrets(str(exc))}", file=sys.stderr)
         if args.log_level == "DEBUG":
             traceback.print_exc()
         else:
