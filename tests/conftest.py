@@ -116,6 +116,8 @@ def pipeline_env(monkeypatch: pytest.MonkeyPatch, tmp_path, engines: Databases) 
     monkeypatch.setenv("USERDEBTOR_ERP_URL", engines.erp_url)
     monkeypatch.setenv("USERDEBTOR_WEB_URL", engines.web_url)
     monkeypatch.setenv("USERDEBTOR_HOME", str(tmp_path / "home"))
+    # The contract's default, set explicitly: a DAGSTER_HOME of the machine must never record the tests' runs.
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))
     yield engines
     # The pipeline keeps one pool per URL for the life of a process; a test's databases end with the test.
     dispose_all()

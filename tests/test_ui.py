@@ -79,7 +79,7 @@ def _free_port() -> int:
 
 def _instance_yaml(dagster_home: Path) -> None:
     """The project's dagster.yaml, but runs launch at once: without a daemon nothing would dequeue them."""
-    config = yaml.safe_load((PROJECT / "dagster.yaml").read_text())
+    config = yaml.safe_load((PROJECT / "deploy" / "dagster.yaml").read_text())
     config.pop("run_queue", None)
     config["run_coordinator"] = {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"}
     (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(config))

@@ -188,14 +188,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from userdebtor_pipeline.paths import home_dir
+    from userdebtor_pipeline.instance import dagster_home as instance_home
 
     _engines()  # start the embedded database before the UI needs it
-    dagster_home = Path(os.environ.setdefault("DAGSTER_HOME", str(home_dir() / "dagster")))
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    project_yaml = Path(__file__).resolve().parent.parent / "dagster.yaml"
-    if project_yaml.exists() and not (dagster_home / "dagster.yaml").exists():
-        shutil.copyfile(project_yaml, dagster_home / "dagster.yaml")
+    dagster_home = instance_home()  # the instance `userdebtor sync` records its runs in
     command = ["dagster", "dev", "-m", "userdebtor_pipeline.definitions", "-p", str(args.port), "-h", args.host]
     print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={dagster_home})")
     dagster = shutil.which("dagster") or str(Path(sys.executable).parent / "dagster")

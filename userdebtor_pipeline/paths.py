@@ -1,4 +1,4 @@
-"""Where the project's files live: the SQL folder (checkout or wheel) and USERDEBTOR_HOME."""
+"""Where the project's files live: the SQL and deploy folders (checkout or wheel) and USERDEBTOR_HOME."""
 
 from __future__ import annotations
 
@@ -16,6 +16,16 @@ def sql_dir() -> Path:
         if (candidate / "state").is_dir():
             return candidate
     raise FileNotFoundError("the project's sql/ folder is missing from this installation")
+
+
+@cache
+def deploy_dir() -> Path:
+    """The `deploy/` folder (the Dagster instance's dagster.yaml): inside the package in a wheel, beside it in a
+    checkout."""
+    for candidate in (_PACKAGE_DIR / "deploy", _PACKAGE_DIR.parent / "deploy"):
+        if (candidate / "dagster.yaml").is_file():
+            return candidate
+    raise FileNotFoundError("the project's deploy/dagster.yaml is missing from this installation")
 
 
 @cache

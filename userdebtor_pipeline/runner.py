@@ -44,7 +44,9 @@ def run_sync(
     job_name: str | None = None,
     ops: Mapping[str, Any] | None = None,
 ) -> SyncOutcome:
-    """Execute the whole integration once. Never raises for a failed step: the outcome says what failed.
+    """Execute the whole integration once, as a run of the instance at DAGSTER_HOME (so the UI shows it, with its
+    materializations and check results) unless `instance` is given. Never raises for a failed step: the
+    outcome says what failed.
 
     `job_name` and `ops` (the assets' config) run another job of the code location the same way, e.g. the
     invite job (I4).
@@ -62,8 +64,19 @@ def run_sync(
         "loggers": {"console": {"config": {"log_level": log_level}}},
     }
     if instance is None:
-        instance = dg.DagsterInstance.ephemeral()
-    result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
+        from userdebtor_pipeline.instance import open_instance
+
+        with open_instance() as instance:
+            return _execute(job, run_config, instance)
+    return _execute(job, run_config, instance)
+
+
+def _execute(job: dg.JobDefinition, run_config: dict[str, Any], instance: dg.DagsterInstance) -> SyncOutcome:
+    from userdebtor_pipeline.defs.jobs import RETAILER_TAG, retailer_name
+
+    # The retailer as this process sees it now (the job's own tag was read when the definitions loaded).
+    result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False,
+                                    tags={RETAILER_TAG: retailer_name()})
     outcome = SyncOutcome(run_id=result.run_id, success=result.success)
     for event in result.all_events:
         if event.event_type_value == "ASSET_MATERIALIZATION":

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from userdebtor_pipeline.defs.instant_accounts.invite import INVITE_GROUP, invite_job
 
 SYNC_JOB_NAME = "userdebtor_sync"
+
+# Every run of the job carries the retailer it serves, so one Dagster instance can run many retailers (one code
+# location each) with one run at a time per retailer: `tag_concurrency_limits` on this tag in dagster.yaml.
+RETAILER_TAG = "userdebtor/retailer"
+RETAILER_ENV = "USERDEBTOR_RETAILER"
+DEFAULT_RETAILER = "default"
+
+
+def retailer_name() -> str:
+    """The retailer of this code location (USERDEBTOR_RETAILER, set beside its settings file and URLs)."""
+    return os.environ.get(RETAILER_ENV, "").strip() or DEFAULT_RETAILER
+
 
 # One process for the whole run: the run lock and the database pools live for the run, and the work is
 # in PostgreSQL anyway, so more processes would only add start-up time.
@@ -14,6 +28,7 @@ sync_job = dg.define_asset_job(
     SYNC_JOB_NAME,
     selection=dg.AssetSelection.all() - dg.AssetSelection.groups(INVITE_GROUP),  # everything but I4's invitation
     executor_def=dg.in_process_executor,
+    tags={RETAILER_TAG: retailer_name()},
     description="The whole integration once: extract, conversions, plan, checks, loads, emails.",
 )
 

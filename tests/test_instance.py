@@ -1,0 +1,73 @@
+"""Every run is a run of the Dagster instance at DAGSTER_HOME: a sync from the terminal is recorded there with its
+materializations and check results, so the UI, the schedules and the sensors see the same history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from tests.support import add_debtor, add_template, add_user, write_settings
+from userdebtor_pipeline.defs.jobs import RETAILER_ENV, RETAILER_TAG, SYNC_JOB_NAME
+from userdebtor_pipeline.instance import INSTANCE_YAML, dagster_home, open_instance
+from userdebtor_pipeline.runner import run_sync
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def _check_evaluations(instance: dg.DagsterInstance, run_id: str) -> dict[str, bool]:
+    evaluations = {}
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = entry.dagster_event.event_specific_data
+        evaluations[f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"] = evaluation.passed
+    return evaluations
+
+
+def test_dagster_home_defaults_to_userdebtor_home_with_the_projects_instance_yaml(pipeline_env, monkeypatch,
+                                                                                   tmp_path) -> None:
+    monkeypatch.delenv("DAGSTER_HOME")
+    home = dagster_home()
+    assert home == (tmp_path / "home" / "dagster").resolve()
+    assert (home / INSTANCE_YAML).read_text() == (PROJECT / "deploy" / INSTANCE_YAML).read_text()
+
+    # The installation's own dagster.yaml (say, on PostgreSQL) is never overwritten.
+    (home / INSTANCE_YAML).write_text("telemetry:\n  enabled: false\n")
+    assert (dagster_home() / INSTANCE_YAML).read_text() == "telemetry:\n  enabled: false\n"
+
+
+def test_the_ui_finds_no_dagster_yaml_to_ignore() -> None:
+    # `dagster dev` warns that a dagster.yaml in its working folder is ignored when DAGSTER_HOME is elsewhere:
+    # the project's lives in deploy/ and is copied into DAGSTER_HOME instead.
+    assert not (PROJECT / "dagster.yaml").exists()
+    assert (PROJECT / "deploy" / INSTANCE_YAML).is_file()
+
+
+@pytest.mark.slow
+def test_terminal_runs_are_runs_of_the_instance_at_dagster_home(pipeline_env, settings_path, monkeypatch) -> None:
+    monkeypatch.setenv(RETAILER_ENV, "acme")
+    add_template(pipeline_env.erp)
+    add_debtor(pipeline_env.erp, "C100", "terminal@mail.example", name="Terminal Run")
+    succeeded = run_sync()
+    assert succeeded.success, (succeeded.failed_checks, succeeded.errors)
+
+    write_settings(settings_path, user_debtor={"template_customer": "NO_SUCH_TEMPLATE"})
+    add_user(pipeline_env.web, "waits@mail.example")
+    held = run_sync()
+    assert "new_debtors_vetted:template_customer_exists" in held.failed_checks
+
+    # A second process (the UI, the daemon) opening DAGSTER_HOME sees both runs, as they ended.
+    with open_instance() as instance:
+        records = {r.dagster_run.run_id: r.dagster_run for r in instance.get_run_records(
+            filters=dg.RunsFilter(job_name=SYNC_JOB_NAME))}
+        assert set(records) == {succeeded.run_id, held.run_id}
+        assert records[succeeded.run_id].status == dg.DagsterRunStatus.SUCCESS
+        assert records[held.run_id].status == dg.DagsterRunStatus.FAILURE
+        assert records[succeeded.run_id].tags[RETAILER_TAG] == "acme"
+
+        # Materializations and check results, as the asset catalog shows them.
+        for asset in succeeded.materializations:
+            latest = instance.get_latest_materialization_event(dg.AssetKey.from_user_string(asset))
+            assert latest is not None, f"{asset} is not recorded as materialized"
+        assert set(_check_evaluations(instance, succeeded.run_id)) == set(succeeded.check_metadata)
+        assert _check_evaluations(instance, held.run_id)["new_debtors_vetted:template_customer_exists"] is False
