@@ -7,23 +7,18 @@ through it must run (in a subprocess, as the UI runs it) and succeed against the
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 import yaml
 
+from tests.dagster_services import START_TIMEOUT, Webserver
 from tests.support import add_debtor, add_template, one
 
 PROJECT = Path(__file__).resolve().parent.parent
-START_TIMEOUT = 60
 RUN_TIMEOUT = 60
 
 REPOSITORY_QUERY = """
@@ -52,31 +47,6 @@ query Repository {
 }
 """
 
-LAUNCH_RUN = """
-mutation Launch($executionParams: ExecutionParams!) {
-  launchRun(executionParams: $executionParams) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-    ... on RunConfigValidationInvalid { errors { message } }
-    ... on PipelineNotFoundError { message }
-  }
-}
-"""
-
-RUN_STATUS = """
-query Status($runId: ID!) {
-  runOrError(runId: $runId) { __typename ... on Run { status } ... on PythonError { message } }
-}
-"""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _instance_yaml(dagster_home: Path) -> None:
     """The project's dagster.yaml, but runs launch at once: without a daemon nothing would dequeue them."""
     config = yaml.safe_load((PROJECT / "deploy" / "dagster.yaml").read_text())
@@ -85,57 +55,18 @@ def _instance_yaml(dagster_home: Path) -> None:
     (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(config))
 
 
-class Webserver:
-    def __init__(self, url: str, log: Path) -> None:
-        self.url, self.log = url, log
-
-    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        response = requests.post(f"{self.url}/graphql", json={"query": query, "variables": variables or {}},
-                                 timeout=30)
-        assert response.ok, f"GraphQL answered {response.status_code}: {response.text[:2000]}"
-        body = response.json()
-        assert "errors" not in body, body["errors"]
-        return body["data"]
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
-
-
 @pytest.fixture
 def webserver(pipeline_env, settings_path, tmp_path: Path) -> Iterator[Webserver]:
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
     _instance_yaml(dagster_home)
-    port = _free_port()
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home)}  # USERDEBTOR_* come from pipeline_env/settings_path
-    log = tmp_path / "webserver.log"
-    binary = Path(sys.executable).parent / "dagster-webserver"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(binary), "-m", "userdebtor_pipeline.definitions", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the code server and run workers go with it
-        )
-    server = Webserver(f"http://127.0.0.1:{port}", log)
+    server = Webserver(["-m", "userdebtor_pipeline.definitions"], env, tmp_path, tmp_path / "webserver.log")
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            assert process.poll() is None, f"dagster-webserver exited:\n{server.log_tail()}"
-            assert time.monotonic() < deadline, f"dagster-webserver did not start:\n{server.log_tail()}"
-            try:
-                if requests.get(f"{server.url}/server_info", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.5)
+        server.wait_until_up()
         yield server
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
+        server.stop()
 
 
 def _repository(server: Webserver) -> dict[str, Any]:
@@ -177,20 +108,8 @@ def test_the_ui_lists_the_project_and_runs_the_sync(webserver: Webserver, pipeli
     assert {s["name"] for s in repository["sensors"]} == {s.name for s in defs.sensors}
     assert "userdebtor_sync" in {j["name"] for j in repository["jobs"]}
 
-    launched = webserver.graphql(LAUNCH_RUN, {"executionParams": {
-        "selector": {"repositoryLocationName": repository["location"]["name"],
-                     "repositoryName": repository["name"], "jobName": "userdebtor_sync"},
-        "runConfigData": {},
-    }})["launchRun"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    run_id = launched["run"]["runId"]
-
-    deadline = time.monotonic() + RUN_TIMEOUT
-    status = "QUEUED"
-    while status not in ("SUCCESS", "FAILURE", "CANCELED"):
-        assert time.monotonic() < deadline, f"run {run_id} still {status}:\n{webserver.log_tail()}"
-        time.sleep(1)
-        status = webserver.graphql(RUN_STATUS, {"runId": run_id})["runOrError"].get("status", status)
+    run_id = webserver.launch(repository["location"]["name"], repository["name"], "userdebtor_sync")
+    status = webserver.wait_for_run(run_id, RUN_TIMEOUT)
     assert status == "SUCCESS", f"run {run_id} ended {status}:\n{webserver.log_tail()}"
 
     # The run wrote to the test databases through the settings and URLs the webserver passed down.

@@ -9,13 +9,11 @@ from dataclasses import dataclass
 import dagster as dg
 import sqlalchemy as sa
 
-from userdebtor_pipeline.defs.jobs import SYNC_JOB_NAME, sync_job
+from userdebtor_pipeline.defs.jobs import sync_in_progress, sync_job
 from userdebtor_pipeline.defs.resources import WebDatabase
 from userdebtor_pipeline.paths import read_sql
 
 MINIMUM_INTERVAL_SECONDS = 15
-_IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-                dg.DagsterRunStatus.STARTED]
 
 
 @dataclass(frozen=True)
@@ -48,16 +46,6 @@ def probe_pending_work(web: WebDatabase) -> PendingWork:
     return PendingWork(int(request or 0), int(login or 0))
 
 
-def _sync_in_progress(context: dg.SensorEvaluationContext) -> bool:
-    """A sync already running would refuse a second one (the run lock); wait for it instead."""
-    try:
-        instance = context.instance
-    except Exception:  # a context built without an instance (a unit test): nothing can be running
-        return False
-    runs = instance.get_run_records(filters=dg.RunsFilter(job_name=SYNC_JOB_NAME, statuses=_IN_PROGRESS), limit=1)
-    return bool(runs)
-
-
 @dg.sensor(
     name="instant_account_requests_sensor",
     job=sync_job,
@@ -72,7 +60,7 @@ def instant_account_requests_sensor(context: dg.SensorEvaluationContext,
     pending = probe_pending_work(web)
     if not pending.newer_than(seen):
         return dg.SkipReason(f"no new registration request or login (newest seen: {seen.to_cursor()})")
-    if _sync_in_progress(context):
+    if sync_in_progress(context):
         # The cursor stays: the next tick after that run asks again if the new work is still waiting.
         return dg.SkipReason("a sync is running; new requests wait for the next tick")
     context.update_cursor(pending.merged(seen).to_cursor())

@@ -21,13 +21,12 @@ from sqlalchemy.engine import Engine
 
 from userdebtor_pipeline.db import check_reachable
 from userdebtor_pipeline.defs.instant_accounts.sensors import instant_account_requests_sensor
-from userdebtor_pipeline.defs.jobs import SYNC_JOB_NAME, sync_job
+from userdebtor_pipeline.defs.jobs import sync_in_progress, sync_job
 from userdebtor_pipeline.defs.ops.failure import warn_about_failed_run
 from userdebtor_pipeline.defs.resources import ErpDatabase, SyncSettings, WebDatabase
 
-CHANGE_PROBE_INTERVAL_SECONDS = 30
-_IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-                dg.DagsterRunStatus.STARTED]
+# The probe costs milliseconds, so an edit on either side starts a run within 15 s.
+CHANGE_PROBE_INTERVAL_SECONDS = 15
 
 # Each max() reads one end of an index (deb_master_last_changed_idx, crm_contact_last_changed_idx,
 # sales_order_date_stamp_idx, the primary key of deb_conversion, app_user_updated_at_idx).
@@ -65,16 +64,6 @@ def changed_sources(marks: Mapping[str, Any], seen: Mapping[str, Any]) -> list[s
     return sorted(key for key, value in marks.items() if seen.get(key) != value)
 
 
-def _sync_in_progress(context: dg.SensorEvaluationContext) -> bool:
-    """A sync already queued or running reads the latest data anyway; a second one would wait for the lock."""
-    try:
-        instance = context.instance
-    except Exception:  # a context built without an instance (a unit test): nothing can be running
-        return False
-    return bool(instance.get_run_records(
-        filters=dg.RunsFilter(job_name=SYNC_JOB_NAME, statuses=_IN_PROGRESS), limit=1))
-
-
 @dg.sensor(
     name="erp_or_web_changed_sensor",
     job=sync_job,
@@ -90,7 +79,7 @@ def erp_or_web_changed_sensor(context: dg.SensorEvaluationContext, erp: ErpDatab
     moved = changed_sources(marks, seen)
     if not moved:
         return dg.SkipReason("nothing changed in the ERP or on the web since the last run request")
-    if _sync_in_progress(context):
+    if sync_in_progress(context):
         # The cursor stays, so the tick after that run still sees these changes.
         return dg.SkipReason(f"{', '.join(moved)} changed; a sync is already queued or running")
     cursor = json.dumps(marks, sort_keys=True)
