@@ -218,25 +218,26 @@ def test_production_topology_runs_two_retailers_one_run_at_a_time_each(deploymen
         assert not _overlaps(runs), f"two {name} runs ran at once: {runs}"
         assert _user_name(deployment.retailers[name]) == f"{name} first"  # U2 through the location's own URLs
 
+    # An operator's edit in acme's ERP: acme's sensor starts a run that reaches acme's web within a minute;
+    # bravo, on the same instance, neither runs nor changes.
     before = {name: {run["runId"] for run in deployment.runs(name)} for name in RETAILERS}
-    for name, retailer in deployment.retailers.items():
-        erp_change(retailer.erp, "C100", dr_cust_name=f"{name} renamed")
+    acme, bravo = deployment.retailers["acme"], deployment.retailers["bravo"]
+    erp_change(acme.erp, "C100", dr_cust_name="acme renamed")
     edited = time.monotonic()
 
-    for name, retailer in deployment.retailers.items():
-        deployment.wait(f"{name}'s web shows the edit", EDIT_TO_WEB_SECONDS - (time.monotonic() - edited),
-                        lambda r=retailer, n=name: _user_name(r) == f"{n} renamed")
+    deployment.wait("acme's web shows the edit", EDIT_TO_WEB_SECONDS, lambda: _user_name(acme) == "acme renamed")
 
-        def sensed_run_succeeded(name: str = name) -> bool:
-            new = [run for run in deployment.runs(name) if run["runId"] not in before[name]]
-            assert not [run for run in new if run["status"] in ("FAILURE", "CANCELED")], (new, deployment.logs())
-            return bool(new) and all(run["status"] == "SUCCESS" for run in new)
+    def sensed_run_succeeded() -> bool:
+        new = [run for run in deployment.runs("acme") if run["runId"] not in before["acme"]]
+        assert not [run for run in new if run["status"] in ("FAILURE", "CANCELED")], (new, deployment.logs())
+        return bool(new) and all(run["status"] == "SUCCESS" for run in new)
 
-        deployment.wait(f"{name}'s sensed run succeeds", EDIT_TO_WEB_SECONDS - (time.monotonic() - edited),
-                        sensed_run_succeeded)
-        sensed = [run for run in deployment.runs(name) if run["runId"] not in before[name]]
-        assert {"key": "userdebtor/trigger", "value": CHANGE_SENSOR} in sensed[0]["tags"]
-    assert time.monotonic() - edited <= EDIT_TO_WEB_SECONDS
+    deployment.wait("acme's sensed run succeeds", EDIT_TO_WEB_SECONDS - (time.monotonic() - edited),
+                    sensed_run_succeeded)
+    sensed = [run for run in deployment.runs("acme") if run["runId"] not in before["acme"]]
+    assert {"key": "userdebtor/trigger", "value": CHANGE_SENSOR} in sensed[0]["tags"]
+    assert {run["runId"] for run in deployment.runs("bravo")} == before["bravo"]
+    assert _user_name(bravo) == "bravo first"
 
 
 def test_instance_yaml_variants_differ_only_in_storage_launcher_and_total_runs() -> None:

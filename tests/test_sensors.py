@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support import add_debtor, add_template, add_user, erp_change, one, rows, web_change, write_settings
-from userdebtor_pipeline.defs.jobs import SYNC_JOB_NAME
+from userdebtor_pipeline.defs.jobs import RETAILER_TAG, SYNC_JOB_NAME, retailer_name
 from userdebtor_pipeline.defs.ops.failure import describe_failed_run, warning_settings
 from userdebtor_pipeline.defs.ops.sensors import erp_or_web_changed_sensor, sync_run_failed_warning
 from userdebtor_pipeline.defs.resources import ErpDatabase, SyncSettings, WebDatabase
@@ -70,8 +70,14 @@ def test_change_sensor_waits_while_a_sync_is_running(dbs):
     instance = dg.DagsterInstance.ephemeral()
     _, cursor = tick(instance, None)
     add_debtor(dbs.erp, "C101", "c101@mail.example")
-    instance.add_run(dg.DagsterRun(job_name=SYNC_JOB_NAME, status=dg.DagsterRunStatus.STARTED))
+    # Another retailer's sync on the same instance is no reason to wait.
+    instance.add_run(dg.DagsterRun(job_name=SYNC_JOB_NAME, status=dg.DagsterRunStatus.STARTED,
+                                   tags={RETAILER_TAG: "another-retailer"}))
+    other, _ = tick(instance, cursor)
+    assert isinstance(other, dg.RunRequest)
 
+    instance.add_run(dg.DagsterRun(job_name=SYNC_JOB_NAME, status=dg.DagsterRunStatus.STARTED,
+                                   tags={RETAILER_TAG: retailer_name()}))
     waiting, kept = tick(instance, cursor)
     assert isinstance(waiting, dg.SkipReason) and "already queued or running" in waiting.skip_message
     assert kept == cursor, "the change is still ahead of the cursor for the tick after that run"
