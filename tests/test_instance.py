@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from tests.support import add_debtor, add_template, add_user, write_settings
-from userdebtor_pipeline.defs.jobs import RETAILER_ENV, RETAILER_TAG, SYNC_JOB_NAME
+from userdebtor_pipeline.defs.jobs import DEFAULT_RETAILER, RETAILER_ENV, RETAILER_TAG, SYNC_JOB_NAME, retailer_name
 from userdebtor_pipeline.instance import INSTANCE_YAML, dagster_home, open_instance
 from userdebtor_pipeline.runner import run_sync
 
@@ -71,3 +71,13 @@ def test_terminal_runs_are_runs_of_the_instance_at_dagster_home(pipeline_env, se
             assert latest is not None, f"{asset} is not recorded as materialized"
         assert set(_check_evaluations(instance, succeeded.run_id)) == set(succeeded.check_metadata)
         assert _check_evaluations(instance, held.run_id)["new_debtors_vetted:template_customer_exists"] is False
+
+
+def test_the_retailer_name_is_one_asset_key_part(monkeypatch) -> None:
+    monkeypatch.delenv(RETAILER_ENV, raising=False)
+    assert retailer_name() == DEFAULT_RETAILER
+    monkeypatch.setenv(RETAILER_ENV, " acme_shop ")
+    assert retailer_name() == "acme_shop"
+    monkeypatch.setenv(RETAILER_ENV, "acme/shop")
+    with pytest.raises(ValueError, match="USERDEBTOR_RETAILER must be letters, digits and _ only"):
+        retailer_name()

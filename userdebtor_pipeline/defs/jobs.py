@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import dagster as dg
 
@@ -19,7 +20,11 @@ DEFAULT_RETAILER = "default"
 
 def retailer_name() -> str:
     """The retailer of this code location (USERDEBTOR_RETAILER, set beside its settings file and URLs)."""
-    return os.environ.get(RETAILER_ENV, "").strip() or DEFAULT_RETAILER
+    name = os.environ.get(RETAILER_ENV, "").strip() or DEFAULT_RETAILER
+    if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+        # It becomes the first part of the location's asset keys, which allow nothing else.
+        raise ValueError(f"{RETAILER_ENV} must be letters, digits and _ only, e.g. acme_shop; it is {name!r}")
+    return name
 
 
 # One process for the whole run: the run lock and the database pools live for the run, and the work is
