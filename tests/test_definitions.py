@@ -78,7 +78,7 @@ def test_the_sync_job_covers_every_asset_and_the_sensors_target_it(defs: dg.Defi
     assert current["jobs"]["userdebtor_sync"]["assets"] == [a for a in current["assets"] if a not in invitation], (
         "one run is the whole integration")
     sensors = current["sensors"]
-    assert sensors["erp_or_web_changed_sensor"] == {"type": "STANDARD", "minimum_interval_seconds": 30,
+    assert sensors["erp_or_web_changed_sensor"] == {"type": "STANDARD", "minimum_interval_seconds": 15,
                                                     "default_status": "STOPPED", "jobs": ["userdebtor_sync"]}
     assert sensors["sync_run_failed_warning"]["type"] == "RUN_STATUS"
     assert set(current["schedules"]) == {"changed_since_sync", "nightly_full_reconcile"}
