@@ -110,14 +110,26 @@ def two_databases(pg_urls: Callable[[], str]) -> Iterator[Databases]:
     _dispose(dbs)
 
 
+@pytest.fixture(scope="session")
+def dagster_home_dir() -> Iterator[Path]:
+    """One Dagster instance for the session's runs (a run id names each), in memory-backed /dev/shm where there
+    is one: SQLite commits every event, and on a busy disk that made each run about ten seconds slower."""
+    shm = Path("/dev/shm")
+    folder = Path(tempfile.mkdtemp(prefix="userdebtor-test-dagster-",
+                                   dir=shm if shm.is_dir() and os.access(shm, os.W_OK) else None))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture
-def pipeline_env(monkeypatch: pytest.MonkeyPatch, tmp_path, engines: Databases) -> Iterator[Databases]:
+def pipeline_env(monkeypatch: pytest.MonkeyPatch, tmp_path, engines: Databases,
+                 dagster_home_dir: Path) -> Iterator[Databases]:
     """The environment a `userdebtor` command sees, pointed at the test databases."""
     monkeypatch.setenv("USERDEBTOR_ERP_URL", engines.erp_url)
     monkeypatch.setenv("USERDEBTOR_WEB_URL", engines.web_url)
     monkeypatch.setenv("USERDEBTOR_HOME", str(tmp_path / "home"))
-    # The contract's default, set explicitly: a DAGSTER_HOME of the machine must never record the tests' runs.
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))
+    # Set explicitly: a DAGSTER_HOME of the machine must never record the tests' runs.
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home_dir))
     yield engines
     # The pipeline keeps one pool per URL for the life of a process; a test's databases end with the test.
     dispose_all()
