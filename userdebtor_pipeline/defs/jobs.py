@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import re
-
 import dagster as dg
 
 from userdebtor_pipeline.defs.instant_accounts.invite import INVITE_GROUP, invite_job
 
 SYNC_JOB_NAME = "userdebtor_sync"
 
-# Every run of the job carries the retailer it serves, so one Dagster instance can run many retailers (one code
-# location each) with one run at a time per retailer: `tag_concurrency_limits` on this tag in dagster.yaml.
-RETAILER_TAG = "userdebtor/retailer"
-RETAILER_ENV = "USERDEBTOR_RETAILER"
-DEFAULT_RETAILER = "default"
-
-
-def retailer_name() -> str:
-    """The retailer of this code location (USERDEBTOR_RETAILER, set beside its settings file and URLs)."""
-    name = os.environ.get(RETAILER_ENV, "").strip() or DEFAULT_RETAILER
-    if not re.fullmatch(r"[A-Za-z0-9_]+", name):
-        # It becomes the first part of the location's asset keys, which allow nothing else.
-        raise ValueError(f"{RETAILER_ENV} must be letters, digits and _ only, e.g. acme_shop; it is {name!r}")
-    return name
-
+from userdebtor_pipeline.defs.retailer import DEFAULT_RETAILER, RETAILER_ENV, RETAILER_TAG, retailer_name  # noqa: E402, F401
 
 # One process for the whole run: the run lock and the database pools live for the run, and the work is
 # in PostgreSQL anyway, so more processes would only add start-up time.

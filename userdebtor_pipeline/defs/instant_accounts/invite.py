@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from userdebtor_pipeline.defs.extract.assets import sync_run_started
 from userdebtor_pipeline.defs.resources import WebDatabase
+from userdebtor_pipeline.defs.retailer import retailer_asset_key
 
 INVITE_GROUP = "invite"
 INVITE_JOB_NAME = "userdebtor_invite"
@@ -93,8 +94,9 @@ assets = [merchant_invitation, invitation_decided]
 invite_job = dg.define_asset_job(
     INVITE_JOB_NAME,
     selection=(
-        dg.AssetSelection.assets("registration_decisions").upstream()
-        | dg.AssetSelection.assets("instant_accounts_opened", "emails_delivered", invitation_decided)
+        dg.AssetSelection.assets(retailer_asset_key("registration_decisions")).upstream()
+        | dg.AssetSelection.assets(*(retailer_asset_key(name) for name in (
+            "instant_accounts_opened", "emails_delivered", "invitation_decided")))
     ),
     executor_def=dg.in_process_executor,
     description="I4: a merchant opens an instant account: config ops.merchant_invitation.config "
