@@ -366,11 +366,44 @@ def test_u7_a_large_change_writes_nothing_until_a_person_lifts_the_guard(dbs):
 
     outcome = run_sync()
 
-    assert "user_debtor_plan:change_fraction_guard" in outcome.failed_checks
-    summary = outcome.check_metadata["user_debtor_plan:change_fraction_guard"]["summary"]
+    assert "change_guard:change_fraction_guard" in outcome.failed_checks
+    summary = outcome.check_metadata["change_guard:change_fraction_guard"]["summary"]
     assert "5 of 10" in summary
-    assert Path(outcome.check_metadata["user_debtor_plan:change_fraction_guard"]["report"]).exists()
+    assert Path(outcome.check_metadata["change_guard:change_fraction_guard"]["report"]).exists()
     assert one(dbs.web, "SELECT count(*) FROM web.app_user WHERE name LIKE 'Renamed%'") == 0
+
+    synced(lift_change_guard=True)
+    assert one(dbs.web, "SELECT count(*) FROM web.app_user WHERE name LIKE 'Renamed%'") == 5
+
+
+def test_u7_a_held_guard_holds_only_the_user_debtor_writes(dbs):
+    """The guard's hold leaves contacts, orders and email delivery to go on, and the run says what was held."""
+    for i in range(10):
+        add_debtor(dbs.erp, f"C9{i:02d}", f"guard{i}@mail.example", name=f"Guard {i}")
+    synced()
+    for i in range(5):
+        erp_change(dbs.erp, f"C9{i:02d}", dr_cust_name=f"Renamed {i}")
+    add_debtor(dbs.erp, "C950", "newcomer@mail.example", name="Newcomer", cust_type="TRADE")
+    with dbs.erp.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO erp.crm_contact (contact_id, contact_email, contact_date_last_changed)"
+            " VALUES (77, 'guard1@mail.example', now());"
+            " INSERT INTO erp.crm_contact_account VALUES (77, 'C950');"
+            " INSERT INTO erp.sales_order (so_order_no, so_cust_code, so_order_date, so_order_status, so_source,"
+            "  so_order_total, so_date_stamp) VALUES ('SO-HELD-1', 'C901', now(), '70', 'WEB', 10, now())"))
+
+    outcome = run_sync()
+
+    assert outcome.failed_checks == ["change_guard:change_fraction_guard"]
+    assert outcome.materializations["field_changes_applied"]["held"] is True
+    assert one(dbs.web, "SELECT count(*) FROM web.app_user WHERE name LIKE 'Renamed%'") == 0
+    # M1 linked the contact's login to its new account, O1 showed the new order, the outbox was delivered.
+    assert one(dbs.web, "SELECT count(*) FROM web.user_customer uc JOIN web.app_user u USING (user_id)"
+                        " WHERE u.email_address = 'guard1@mail.example' AND uc.customer_code = 'C950'") == 1
+    assert one(dbs.web, "SELECT count(*) FROM web.order_history WHERE order_no = 'SO-HELD-1'") == 1
+    assert one(dbs.web, "SELECT count(*) FROM web.email_outbox WHERE status = 'queued'") == 0
+    assert "field_changes_applied" in outcome.held_loads
+    assert "order_history_synced" not in outcome.held_loads
 
     synced(lift_change_guard=True)
     assert one(dbs.web, "SELECT count(*) FROM web.app_user WHERE name LIKE 'Renamed%'") == 5

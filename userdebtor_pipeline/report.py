@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from userdebtor_pipeline.exit_status import EXIT_BAD_SETUP, EXIT_FAILED, EXIT_HELD, EXIT_OK
 from userdebtor_pipeline.operations.data_docs import reports_dir
 from userdebtor_pipeline.paths import mail_dir
-from userdebtor_pipeline.runner import SyncOutcome
+from userdebtor_pipeline.runner import LOADS, SyncOutcome
 from userdebtor_pipeline.settings import Settings
 
 # Errors that mean bad settings or a database out of reach rather than a broken step (exit 2).
@@ -154,6 +154,7 @@ def sync_summary(outcome: SyncOutcome, web: Engine, settings: Settings, *, dry_r
         "done": dict(_done_rows(outcome, dry_run=dry_run)),
         "set_aside": [{"rule": rule, "kind": kind, "records": int(count)} for rule, kind, count in set_aside],
         "emails": emails,
+        "loads": _loads(outcome, dry_run=dry_run),
         "held_by": [
             {"check": name, "summary": str(outcome.check_metadata.get(name, {}).get("summary", ""))}
             for name in outcome.failed_checks
@@ -161,6 +162,12 @@ def sync_summary(outcome: SyncOutcome, web: Engine, settings: Settings, *, dry_r
         "failed_steps": [{"step": step, "error": error, "kind": kind} for step, error, kind in broken_steps(outcome)],
         "reports": _reports(outcome.run_id),
     }
+
+
+def _loads(outcome: SyncOutcome, *, dry_run: bool) -> dict[str, list[str]]:
+    """Which loads wrote and which were held (by their check, or not reached); a dry run holds none."""
+    skipped = [] if dry_run else [a for a in LOADS if a not in outcome.materializations]
+    return {"ran": list(outcome.loads_written), "held": list(outcome.held_loads) + skipped}
 
 
 def sync_exit_status(summary: dict[str, Any]) -> int:
@@ -209,6 +216,11 @@ def render_sync_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  WARNING: {emails['queued']} emails wait in the outbox; the next run retries them")
     elif emails["state"] == "ok":
         lines.append(f"  delivered to {where}")
+    loads = summary["loads"]
+    lines.append("\nloads")
+    lines.append(f"  ran: {', '.join(loads['ran']) or 'none'}")
+    if loads["held"]:
+        lines.append(f"  held: {', '.join(loads['held'])}")
     if summary["held_by"]:
         lines.append(
             "\nHELD BACK by blocking checks (their loads wrote nothing; the next good run picks the records up):"

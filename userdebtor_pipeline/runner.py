@@ -12,6 +12,12 @@ import dagster as dg
 from userdebtor_pipeline.masking import error_in_brief, mask_secrets
 
 _log = logging.getLogger(__name__)
+# The assets that write to erp or web, as `userdebtor sync` lists them: ran or held.
+LOADS = (
+    "customer_conversions_applied", "erp_debtors_created", "web_users_created", "field_changes_applied",
+    "link_exits_applied", "customer_mirror", "contact_links_applied", "instant_accounts_opened",
+    "verified_tokens_applied", "login_decisions_applied", "order_history_synced", "emails_delivered",
+)
 
 
 @dataclass
@@ -28,6 +34,17 @@ class SyncOutcome:
     @property
     def held_by_check(self) -> bool:
         return bool(self.failed_checks)
+
+    @property
+    def held_loads(self) -> list[str]:
+        """Loads that ran but wrote nothing because a check's verdict held them (U7)."""
+        return sorted(a for a, meta in self.materializations.items() if meta.get("held") is True)
+
+    @property
+    def loads_written(self) -> list[str]:
+        """Loads that ran and wrote (or found nothing to write)."""
+        return sorted(a for a, meta in self.materializations.items()
+                      if a in LOADS and meta.get("written", True) and not meta.get("held"))
 
 
 def _plain(value: Any) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,10 +46,14 @@ def sql_steps(relative: str) -> list[tuple[str, str]]:
     return steps
 
 
-def run_sql(conn: Connection, relative: str, params: Mapping[str, Any] | None = None) -> dict[str, int]:
-    """Run every step of a SQL file with bound parameters; returns the row count of each step."""
+def run_sql(
+    conn: Connection, relative: str, params: Mapping[str, Any] | None = None, *, skip: Collection[str] = ()
+) -> dict[str, int]:
+    """Run every step of a SQL file (but those named in `skip`) with bound parameters; the row count of each."""
     counts: dict[str, int] = {}
     for name, statement in sql_steps(relative):
+        if name in skip:
+            continue
         result = conn.execute(sa.text(statement), dict(params or {}))
         counts[name] = result.rowcount if result.rowcount is not None else -1
     return counts

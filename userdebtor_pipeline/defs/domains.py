@@ -33,7 +33,9 @@ def _domain_definitions() -> tuple[list, list]:
     from userdebtor_pipeline.defs.notify.assets import build_notify_assets
 
     loads = [key for a in assets for key in a.keys if a.group_names_by_key.get(key) in ("conversions", "load")]
-    assets.extend(build_notify_assets(loads))
+    from userdebtor_pipeline.defs.user_debtor.checks import change_guard
+
+    assets.extend(build_notify_assets(loads, [change_guard.key]))
     return assets, checks
 
 

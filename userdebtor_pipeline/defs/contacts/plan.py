@@ -15,10 +15,14 @@ from userdebtor_pipeline.defs.common import (
     sql_steps,
 )
 from userdebtor_pipeline.defs.common import change_window as read_change_window
-from userdebtor_pipeline.defs.extract.assets import change_window
-from userdebtor_pipeline.defs.resources import SyncSettings, WebDatabase
+from userdebtor_pipeline.defs.extract.assets import change_window, stage_what_the_loads_wrote
+from userdebtor_pipeline.defs.resources import ErpDatabase, SyncSettings, WebDatabase
 
 GROUP = "plan"
+# The loads of U1, U2, U4 and U6: the contact and mirror plans come after them (A3). None of them is held by the
+# change guard alone (U7 holds their writes, not the run), so a hold there does not hold these plans.
+USER_DEBTOR_LOADS = [dg.AssetKey(name) for name in
+                     ("erp_debtors_created", "web_users_created", "field_changes_applied", "link_exits_applied")]
 # New users are made, with their token and welcome email, this many to a transaction.
 USERS_PER_TRANSACTION = 2_000
 
@@ -52,7 +56,7 @@ def customer_plan_sample(conn: Connection) -> dict[str, Any]:
 
 @dg.asset(
     group_name=GROUP,
-    deps=[change_window],
+    deps=[change_window, *USER_DEBTOR_LOADS],
     description="M1/M2: web users to create for contact emails, user_customer links to add, and integration-made "
     "links no contact needs any more; contacts with a malformed email set aside.",
 )
@@ -77,20 +81,24 @@ def contact_links_plan(web: WebDatabase, settings: SyncSettings) -> dg.Materiali
 
 @dg.asset(
     group_name=GROUP,
-    deps=[change_window],
+    # A3: after the user/debtor loads, from what they wrote: the ERP values U4 sent, the links U1/U2 made and U6
+    # suspended are mirrored (or retired) in the same run.
+    deps=[change_window, *USER_DEBTOR_LOADS],
     description="M3: web.customer rows of CSS accounts (and accounts with an active user-debtor link) to create "
     "or refresh, and rows to set Inactive because their debtor left the scope or the ERP.",
 )
-def customer_mirror_plan(context: dg.AssetExecutionContext, web: WebDatabase) -> dg.MaterializeResult:
+def customer_mirror_plan(context: dg.AssetExecutionContext, erp: ErpDatabase, web: WebDatabase,
+                         settings: SyncSettings) -> dg.MaterializeResult:
     watch = Stopwatch()
     with web.engine.begin() as conn:
+        restaged = stage_what_the_loads_wrote(conn, erp.engine, settings)
         window = read_change_window(conn, context.run_id)
         run_sql(conn, "contacts/plan_customer_mirror.sql", {"full": window.full, "since": window.since})
         counts = customer_plan_counts(conn)
         plan_sample = customer_plan_sample(conn)
     return dg.MaterializeResult(
         metadata=counts_metadata(
-            counts, watch.seconds, mode="full" if window.full else "changed_since",
+            counts | restaged, watch.seconds, mode="full" if window.full else "changed_since",
             since_seq=dg.MetadataValue.int(window.since), **plan_sample,
         )
     )

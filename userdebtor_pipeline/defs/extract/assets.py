@@ -4,7 +4,7 @@ import hashlib
 
 import dagster as dg
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from userdebtor_pipeline.defs.common import Stopwatch, counts_metadata
 from userdebtor_pipeline.defs.extract.staging import (
@@ -311,6 +311,21 @@ def staged_web_customers(web: WebDatabase) -> dg.MaterializeResult:
     with web.engine.begin() as conn:
         result = stage(WEB_CUSTOMERS, source=conn, web=conn, full=True)
     return _result(result, watch)
+
+
+def stage_what_the_loads_wrote(conn: Connection, erp: Engine, settings: SyncSettings) -> dict[str, int]:
+    """A3: a later plan of the run (M3, O1/O2) reads what the run's earlier loads wrote, not the snapshot of its start.
+
+    Changed-since and without looking for deletes, so it costs what the loads wrote: the debtors U4 changed in the
+    ERP, the users U2, U4, M1 and I1 made or changed, the customer rows they added. Restaged rows get a change_seq
+    above the run's window, so the next run looks at them again and finds nothing to do.
+    """
+    debtors = stage(DEBTORS, source=erp, web=conn, full=False, before_merge=scope_flags(settings),
+                    detect_deletes=False)
+    users = stage(WEB_USERS, source=conn, web=conn, full=False, detect_deletes=False)
+    customers = stage(WEB_CUSTOMERS, source=conn, web=conn, full=True)
+    return {"debtors_restaged": debtors.changed, "users_restaged": users.changed,
+            "customers_restaged": customers.changed}
 
 
 STAGED_ERP = [staged_erp_debtors, staged_crm_contacts, staged_debtor_conversions, staged_sales_orders]

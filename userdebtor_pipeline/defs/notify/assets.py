@@ -14,8 +14,12 @@ from userdebtor_pipeline.progress import Progress
 GROUP = "notify"
 
 
-def build_notify_assets(loads: Sequence[dg.AssetKey]) -> list[dg.AssetsDefinition]:
-    """The notify stage runs after every load of the run, whichever domains there are."""
+def build_notify_assets(loads: Sequence[dg.AssetKey], holds: Sequence[dg.AssetKey] = ()) -> list[dg.AssetsDefinition]:
+    """The notify stage runs after every load of the run, whichever domains there are.
+
+    `holds` are assets whose blocking checks hold loads from inside them (U7): the emails still go out, but the
+    run is not closed as good, so the plan watermark stays and the held writes are planned again.
+    """
 
     @dg.asset(
         group_name=GROUP,
@@ -53,7 +57,7 @@ def build_notify_assets(loads: Sequence[dg.AssetKey]) -> list[dg.AssetsDefinitio
 
     @dg.asset(
         group_name=GROUP,
-        deps=[emails_delivered, *loads],
+        deps=[emails_delivered, *loads, *holds],
         description="Closes the run: records its outcome and moves the plan watermark (not in a dry run).",
     )
     def sync_run_completed(

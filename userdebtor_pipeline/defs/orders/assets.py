@@ -18,11 +18,19 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from userdebtor_pipeline.defs.common import Stopwatch, change_window, counts_metadata, run_sql, sample
+from userdebtor_pipeline.defs.contacts.load import contact_links_applied, customer_mirror
+from userdebtor_pipeline.defs.contacts.plan import USER_DEBTOR_LOADS
 from userdebtor_pipeline.defs.expectations import check_frame
 from userdebtor_pipeline.defs.extract.assets import change_window as change_window_asset
+from userdebtor_pipeline.defs.extract.assets import stage_what_the_loads_wrote
 from userdebtor_pipeline.defs.extract.staging import read_watermark
+from userdebtor_pipeline.defs.instant_accounts.assets import (
+    instant_accounts_opened,
+    login_decisions_applied,
+    verified_tokens_applied,
+)
 from userdebtor_pipeline.defs.problems import Problem, record_problems
-from userdebtor_pipeline.defs.resources import RunOptions, SyncSettings, WebDatabase
+from userdebtor_pipeline.defs.resources import ErpDatabase, RunOptions, SyncSettings, WebDatabase
 from userdebtor_pipeline.settings import Settings
 
 PLAN = "plan"
@@ -54,11 +62,13 @@ def _counts(conn: Connection, query: str, params: dict[str, Any]) -> dict[str, i
 
 @dg.asset(
     group_name=PLAN,
-    deps=[change_window_asset],
+    # A3: after every load that makes users, links or customer rows, so that orders follow them in the same run.
+    deps=[change_window_asset, *USER_DEBTOR_LOADS, customer_mirror, contact_links_applied, instant_accounts_opened,
+          verified_tokens_applied, login_decisions_applied],
     description="O1/O2: the orders web.order_history should add, update or take away (hidden statuses, older "
     "than archive_days, no longer linked, deleted in the ERP), and in-store orders matched to a user by email.",
 )
-def order_history_plan(context: dg.AssetExecutionContext, web: WebDatabase,
+def order_history_plan(context: dg.AssetExecutionContext, erp: ErpDatabase, web: WebDatabase,
                        settings: SyncSettings) -> dg.MaterializeResult:
     watch = Stopwatch()
     config = settings.get()
@@ -66,6 +76,7 @@ def order_history_plan(context: dg.AssetExecutionContext, web: WebDatabase,
         return dg.MaterializeResult(metadata={"enabled": False, "note": "order_history.enabled is false"})
     digest = _settings_digest(config)
     with web.engine.begin() as conn:
+        stage_what_the_loads_wrote(conn, erp.engine, settings)
         window = change_window(conn, context.run_id)
         previous_cutoff, previous_digest = read_watermark(conn, WATERMARK)
         # New archive or status settings (or a history never made) change every order's verdict.

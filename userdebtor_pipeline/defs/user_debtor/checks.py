@@ -12,7 +12,8 @@ import sqlalchemy as sa
 
 from userdebtor_pipeline.defs.common import EMAIL_PATTERN, email_key, markdown_table
 from userdebtor_pipeline.defs.expectations import failing_mask, report_if_failed
-from userdebtor_pipeline.defs.resources import ErpDatabase, RunOptions, SyncSettings, WebDatabase
+from userdebtor_pipeline.defs.resources import ErpDatabase, SyncSettings, WebDatabase
+from userdebtor_pipeline.defs.user_debtor.guard import read_guard_verdict
 from userdebtor_pipeline.defs.user_debtor.plan import debtors_to_create, user_debtor_plan, users_to_create
 from userdebtor_pipeline.operations.data_docs import MAX_ROWS
 from userdebtor_pipeline.quality import validate_frame
@@ -237,53 +238,41 @@ def no_user_linked_twice(context: dg.AssetCheckExecutionContext, web: WebDatabas
     )
 
 
+@dg.asset(
+    group_name="plan",
+    deps=[user_debtor_plan],
+    description="U7: the change guard's verdict on the plan. Its check fails the run as held and keeps the plan "
+    "watermark; the user/debtor loads read the same verdict and write nothing, the other domains go on.",
+)
+def change_guard(context: dg.AssetExecutionContext, web: WebDatabase) -> dg.MaterializeResult:
+    with web.engine.connect() as conn:
+        verdict = read_guard_verdict(conn, context.run_id)
+    return dg.MaterializeResult(metadata={"holds": verdict.holds, "summary": verdict.summary})
+
+
 @dg.asset_check(
-    asset=user_debtor_plan,
+    asset=change_guard,
     blocking=True,
     description="U7: a plan that changes, deactivates or unlinks more than max_change_fraction of the "
-    "linked pairs writes nothing until a person decides.",
+    "linked pairs writes nothing of the user/debtor sync until a person decides.",
 )
-def change_fraction_guard(
-    context: dg.AssetCheckExecutionContext, web: WebDatabase, settings: SyncSettings, run_options: RunOptions
-) -> dg.AssetCheckResult:
-    safety = settings.get().safety
+def change_fraction_guard(context: dg.AssetCheckExecutionContext, web: WebDatabase) -> dg.AssetCheckResult:
     with web.engine.connect() as conn:
-        linked, touched = conn.execute(
-            sa.text(
-                "SELECT (SELECT count(*) FROM userdebtor.user_debtor_link WHERE state = 'active'),"
-                " (SELECT count(*) FROM (SELECT link_id FROM userdebtor.plan_field_change"
-                "    WHERE direction IN ('to_erp', 'to_web')"
-                "  UNION SELECT link_id FROM userdebtor.plan_link_exit WHERE action IN ('deleted', 'out_of_scope')) t)"
-            )
-        ).one()
-    fraction = (touched / linked) if linked else 0.0
-    guarded = linked >= safety.guard_min_linked_pairs and fraction > safety.max_change_fraction
-    passed = not guarded or run_options.lift_change_guard
-    if guarded and run_options.lift_change_guard:
-        summary = f"{touched} of {linked} linked pairs change ({fraction:.1%}); the guard was lifted for this run"
-    elif guarded:
-        summary = (
-            f"{touched} of {linked} linked pairs would change, deactivate or unlink ({fraction:.1%}), more "
-            f"than safety.max_change_fraction {safety.max_change_fraction:.0%}: nothing of the user/debtor "
-            "sync was written. Check the data, then run `userdebtor sync --allow-large-change` if it is right."
-        )
-    else:
-        summary = f"{touched} of {linked} linked pairs change ({fraction:.1%}), within the limit"
-    changes, changes_total = None, None
-    if not passed:
-        with web.engine.connect() as conn:
+        verdict = read_guard_verdict(conn, context.run.run_id)
+        changes, changes_total = None, None
+        if verdict.holds:
             changes = [dict(r) for r in conn.execute(_GUARDED_CHANGES_SQL, {"limit": MAX_ROWS}).mappings()]
             changes_total = int(conn.execute(_GUARDED_CHANGES_COUNT_SQL).scalar_one())
     return _verdict(
         context,
-        passed,
-        summary,
+        not verdict.holds,
+        verdict.summary,
         failing_rows=changes,
         failing_total=changes_total,
-        linked_pairs=int(linked),
-        pairs_changing=int(touched),
-        fraction=round(fraction, 4),
-        limit=safety.max_change_fraction,
+        linked_pairs=verdict.linked,
+        pairs_changing=verdict.touched,
+        fraction=round(verdict.fraction, 4),
+        limit=verdict.limit,
     )
 
 
@@ -336,4 +325,4 @@ asset_checks = [
     change_fraction_guard,
 ]
 
-assets = [new_debtors_vetted, new_users_vetted]
+assets = [new_debtors_vetted, new_users_vetted, change_guard]

@@ -16,10 +16,12 @@ from userdebtor_pipeline.defs.extract.staging import copy_into_temp, stage
 from userdebtor_pipeline.defs.problems import record_set_aside
 from userdebtor_pipeline.defs.resources import ErpDatabase, RunOptions, SyncSettings, WebDatabase
 from userdebtor_pipeline.defs.user_debtor.checks import new_debtors_vetted, new_users_vetted
+from userdebtor_pipeline.defs.user_debtor.guard import read_guard_verdict
 from userdebtor_pipeline.defs.user_debtor.plan import (
     debtors_to_create,
     field_changes,
     link_exits,
+    plan_field_changes_of_new_links,
     user_debtor_plan,
     users_to_create,
 )
@@ -39,6 +41,20 @@ _CHANGE_COLUMNS = ("dr_cust_code", *(c for f in _CHANGED_FIELDS for c in (f, f"{
 
 def _skipped(reason: str) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"written": False, "reason": reason})
+
+
+def _not_writing(context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings,
+                 run_options: RunOptions) -> dg.MaterializeResult | None:
+    """Why this load writes nothing this run (a dry run, switched off, held by the U7 guard), or None."""
+    if run_options.dry_run:
+        return _skipped("dry run")
+    if not settings.get().user_debtor.enabled:
+        return _skipped("user_debtor.enabled is false")
+    with web.engine.connect() as conn:
+        guard = read_guard_verdict(conn, context.run_id)
+    if guard.holds:
+        return dg.MaterializeResult(metadata={"written": False, "held": True, "reason": guard.summary})
+    return None
 
 
 def _template_values(erp: ErpDatabase, template: str) -> dict[str, object]:
@@ -67,8 +83,8 @@ def erp_debtors_created(
 ) -> dg.MaterializeResult:
     watch = Stopwatch()
     config = settings.get()
-    if run_options.dry_run or not config.user_debtor.enabled:
-        return _skipped("dry run" if run_options.dry_run else "user_debtor.enabled is false")
+    if (not_writing := _not_writing(context, web, settings, run_options)) is not None:
+        return not_writing
     params = {"creation_fields": list(config.user_debtor.creation_fields)}
     with web.engine.connect() as conn:
         creating = conn.execute(
@@ -145,8 +161,8 @@ def web_users_created(
 ) -> dg.MaterializeResult:
     watch = Stopwatch()
     config = settings.get()
-    if run_options.dry_run or not config.user_debtor.enabled:
-        return _skipped("dry run" if run_options.dry_run else "user_debtor.enabled is false")
+    if (not_writing := _not_writing(context, web, settings, run_options)) is not None:
+        return not_writing
     with web.engine.connect() as conn:
         codes = list(
             conn.execute(
@@ -189,8 +205,10 @@ def web_users_created(
 
 @dg.asset(
     group_name=GROUP,
-    deps=[field_changes, user_debtor_plan],
-    description="U4/U5: field changes written each way, bases moved, conflicts recorded and warned about.",
+    # After U1 and U2: the pairs they link get their first field changes in the same run (A3).
+    deps=[field_changes, user_debtor_plan, erp_debtors_created, web_users_created],
+    description="U4/U5: field changes written each way (pairs linked in this run included), bases moved, "
+    "conflicts recorded and warned about.",
 )
 def field_changes_applied(
     context: dg.AssetExecutionContext,
@@ -201,9 +219,11 @@ def field_changes_applied(
 ) -> dg.MaterializeResult:
     watch = Stopwatch()
     config = settings.get()
-    if run_options.dry_run or not config.user_debtor.enabled:
-        return _skipped("dry run" if run_options.dry_run else "user_debtor.enabled is false")
+    if (not_writing := _not_writing(context, web, settings, run_options)) is not None:
+        return not_writing
     to_erp = 0
+    with web.engine.begin() as conn:
+        plan_field_changes_of_new_links(conn, config, context.run_id, run_options.dry_run)
     with web.engine.connect() as conn, erp.engine.begin() as erp_conn:
         erp_conn.exec_driver_sql(
             "CREATE TEMP TABLE _debtor_change (dr_cust_code text PRIMARY KEY, "
@@ -247,8 +267,8 @@ def link_exits_applied(
 ) -> dg.MaterializeResult:
     watch = Stopwatch()
     config = settings.get()
-    if run_options.dry_run or not config.user_debtor.enabled:
-        return _skipped("dry run" if run_options.dry_run else "user_debtor.enabled is false")
+    if (not_writing := _not_writing(context, web, settings, run_options)) is not None:
+        return not_writing
     with web.engine.begin() as conn:
         counts = run_sql(conn, "user_debtor/apply_link_exits.sql")
         reported = record_set_aside(conn, config, context.run_id)

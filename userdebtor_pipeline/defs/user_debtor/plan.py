@@ -8,10 +8,12 @@ from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from userdebtor_pipeline.defs.common import EMAIL_PATTERN, Stopwatch, change_window, run_sql, sample
 from userdebtor_pipeline.defs.extract.assets import change_window as change_window_asset
 from userdebtor_pipeline.defs.resources import RunOptions, SyncSettings, WebDatabase
+from userdebtor_pipeline.defs.user_debtor.guard import record_guard_verdict
 from userdebtor_pipeline.settings import Settings
 
 GROUP = "plan"
@@ -33,7 +35,15 @@ def plan_parameters(config: Settings, run_id: str, since: int, dry_run: bool) ->
         "sync_fields": list(user_debtor.sync_fields),
         "policy": user_debtor.conflict_policy,
         "on_erp_delete": user_debtor.on_erp_delete,
+        "new_links_only": False,
     }
+
+
+def plan_field_changes_of_new_links(conn: Connection, config: Settings, run_id: str, dry_run: bool) -> None:
+    """A3: add to this run's U4 plan the pairs that U1 and U2 linked after it was made (one home: the same SQL)."""
+    window = change_window(conn, run_id)
+    params = plan_parameters(config, run_id, window.upto, dry_run) | {"new_links_only": True}
+    run_sql(conn, "user_debtor/plan_field_changes.sql", params, skip=("reset", "reset_plan"))
 
 
 def _plan(
@@ -148,8 +158,10 @@ def link_exits(
     deps=[debtors_to_create, users_to_create, field_changes, link_exits],
     description="The whole user/debtor plan in one view: what each load would do and what was set aside.",
 )
-def user_debtor_plan(web: WebDatabase) -> dg.MaterializeResult:
-    with web.engine.connect() as conn:
+def user_debtor_plan(context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings,
+                     run_options: RunOptions) -> dg.MaterializeResult:
+    with web.engine.begin() as conn:
+        guard = record_guard_verdict(conn, context.run_id, settings.get(), run_options.lift_change_guard)
         kinds = conn.execute(
             sa.text(
                 "SELECT 'debtor_' || action, count(*) FROM userdebtor.plan_debtor_create GROUP BY action"
@@ -168,6 +180,7 @@ def user_debtor_plan(web: WebDatabase) -> dg.MaterializeResult:
         metadata={
             **{k: dg.MetadataValue.int(int(v)) for k, v in kinds},
             "set_aside": dg.MetadataValue.md(set_aside),
+            "change_guard": guard.summary,
         }
     )
 
