@@ -318,6 +318,25 @@ def test_maildir_delivery_writes_a_message_a_person_can_open(engines: Any, tmp_p
     assert row.status == "sent" and row.sent_at is not None and row.attempts == 0
 
 
+def test_e1_maildir_rerun_after_a_kill_between_file_and_mark_delivers_once(engines: Any, tmp_path: Path) -> None:
+    """E1: a run killed after the file was written and before "sent" was committed writes no second file."""
+    email_id = _queue(engines.web, "new_user:debtor:C10002")
+    mail = tmp_path / "mail"
+    deliver_outbox(engines.web, **(_smtp(1) | {"transport": "maildir", "mail_dir": mail}))
+    with engines.web.begin() as conn:  # the commit of the mark is what the kill lost
+        conn.execute(sa.text("UPDATE web.email_outbox SET status = 'queued', sent_at = NULL WHERE email_id = :i"),
+                     {"i": email_id})
+    # A mail reader may have moved the file to cur/ with its flags meanwhile.
+    (seen,) = (mail / "new").iterdir()
+    seen.rename(mail / "cur" / f"{seen.name}:2,S")
+
+    report = deliver_outbox(engines.web, **(_smtp(1) | {"transport": "maildir", "mail_dir": mail}))
+
+    assert report.sent == 1 and _row(engines.web, email_id).status == "sent"
+    assert list((mail / "new").iterdir()) == [] and len(list((mail / "cur").iterdir())) == 1
+    assert list((mail / "tmp").iterdir()) == []
+
+
 def test_smtp_delivery_sends_text_and_html_one_connection_per_batch(
     engines: Any, smtp_server: tuple[Recorder, int]
 ) -> None:

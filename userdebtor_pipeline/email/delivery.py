@@ -1,13 +1,16 @@
 """Deliver web.email_outbox (rule E1): to a local Maildir by default, or over SMTP.
 
 Each email is delivered while its row is locked (`FOR UPDATE SKIP LOCKED`) and marked `sent` in that
-same short transaction, committed right after the hand-over. So a sent email is never picked again, two
-deliverers running at once never both send one email, and at worst a crash in the instant between the
-hand-over and the commit sends one email twice (its Message-ID, derived from the dedupe key, is then the
-same, so mail software and people can tell). A failure counts an attempt and is recorded in `last_error`;
-at `max_attempts` the email is `failed`. When the transport itself is down (no SMTP server, a Maildir that
-cannot be written) the call stops after recording it on one email, rather than spending every queued
-email's attempts on one outage.
+same short transaction, committed right after the hand-over. So a sent email is never picked again and two
+deliverers running at once never both send one email. To the mail folder exactly once: the file is named
+by the outbox row (its email_id and dedupe key) and appears in `new/` by an atomic link that refuses a
+second file of that name, so a rerun after a kill between the hand-over and the commit finds the file and
+only marks the row. Over SMTP a server's acceptance and a failure cannot be told apart after a crash: at
+most the one message in hand is offered again, with the same Message-ID (derived from the dedupe key), and
+the "sent" mark is committed durably before the next message is handed over. A failure counts an attempt
+and is recorded in `last_error`; at `max_attempts` the email is `failed`. When the transport itself is
+down (no SMTP server, a Maildir that cannot be written) the call stops after recording it on one email,
+rather than spending every queued email's attempts on one outage.
 
 Logs name the email_id and the template only: never an address, a body or a password.
 """
@@ -18,7 +21,7 @@ import email.errors
 import email.utils
 import hashlib
 import logging
-import mailbox
+import os
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -54,30 +57,63 @@ class _TransportDown(Exception):
 
 
 class _Transport(Protocol):
-    def send(self, message: EmailMessage) -> str | None: ...
+    # Whether a "sent" mark may be committed without waiting for its WAL flush (the transport is idempotent).
+    idempotent: bool
+
+    def send(self, message: EmailMessage, name: str) -> str | None: ...
 
     def close(self) -> None: ...
 
 
 class _MaildirTransport:
-    """A Maildir a person can open with any mail program, or read as plain files in `<mail_dir>/new`."""
+    """A Maildir a person can open with any mail program, or read as plain files in `<mail_dir>/new`.
+
+    One file per outbox row, named by it: delivering the row again finds its file (in `new/`, or in `cur/`
+    once a mail reader has seen it) and writes nothing.
+    """
+
+    idempotent = True
 
     def __init__(self, mail_dir: Path) -> None:
         self._mail_dir = Path(mail_dir)
-        self._box: mailbox.Maildir | None = None
+        self._ready = False
 
-    def send(self, message: EmailMessage) -> str | None:
+    def _folders(self) -> None:
+        if not self._ready:
+            for sub in ("tmp", "new", "cur"):
+                (self._mail_dir / sub).mkdir(parents=True, exist_ok=True)
+            self._ready = True
+
+    def send(self, message: EmailMessage, name: str) -> str | None:
         try:
-            if self._box is None:
-                self._mail_dir.parent.mkdir(parents=True, exist_ok=True)
-                self._box = mailbox.Maildir(str(self._mail_dir), create=True)
-            self._box.add(message)
+            self._folders()
+            final = self._mail_dir / "new" / name
+            if final.exists() or any((self._mail_dir / "cur").glob(f"{name}:*")):
+                return None  # a killed run delivered it; only the mark was lost
+            # Written whole under tmp/, made durable, then linked into new/: a reader never sees half a file,
+            # and the link fails if another deliverer won the race.
+            temporary = self._mail_dir / "tmp" / f"{name}.{os.getpid()}"
+            with open(temporary, "wb") as handle:
+                handle.write(message.as_bytes())
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(temporary, final)
+            except FileExistsError:
+                pass
+            finally:
+                temporary.unlink(missing_ok=True)
         except OSError as exc:
             raise _TransportDown(exc) from exc
         return None
 
     def close(self) -> None:
-        self._box = None
+        self._ready = False
+
+
+def maildir_name(email_id: int, dedupe_key: str) -> str:
+    """The mail file of one outbox row: its id and a digest of its event, so a rerun finds what a kill left."""
+    return f"{email_id:012d}.{hashlib.sha256(dedupe_key.encode('utf-8')).hexdigest()[:24]}.userdebtor"
 
 
 class _SmtpTransport:
@@ -94,6 +130,8 @@ class _SmtpTransport:
         self._host, self._port = host, port
         self._username, self._password, self._starttls = username, password, starttls
         self._smtp: smtplib.SMTP | None = None
+
+    idempotent = False
 
     def _connect(self) -> smtplib.SMTP:
         try:
@@ -112,7 +150,7 @@ class _SmtpTransport:
             raise _TransportDown(exc) from exc
         return smtp
 
-    def send(self, message: EmailMessage) -> str | None:
+    def send(self, message: EmailMessage, name: str) -> str | None:
         if self._smtp is None:
             self._smtp = self._connect()
         try:
@@ -223,17 +261,18 @@ def _deliver_one(
 ) -> bool:
     """Deliver one email in its own transaction; False when the transport is down and the call must stop."""
     with conn.begin():
-        # The commit need not wait for its WAL flush: a killed pipeline loses nothing (the server has the
-        # commit); only a crash of the database server itself could forget the last fraction of a second of
-        # "sent" marks, and SMTP is at-least-once anyway. It makes delivery several times faster.
-        conn.execute(_ASYNC_COMMIT_SQL)
+        if transport.idempotent:
+            # The commit need not wait for its WAL flush: a mark the database server forgets in a crash of its
+            # own only delivers the row again, which finds its file. It makes delivery several times faster.
+            # Over SMTP the mark is durable before the next message is handed over: one message at most.
+            conn.execute(_ASYNC_COMMIT_SQL)
         row = conn.execute(_LOCK_ONE_SQL, {"email_id": email_id, "max_attempts": max_attempts}).first()
         if row is None:
             return True  # sent or taken by another deliverer meanwhile
         error: BaseException | None = None
         transport_down = False
         try:
-            note = transport.send(build_message(row, from_address))
+            note = transport.send(build_message(row, from_address), maildir_name(row.email_id, row.dedupe_key))
         except _TransportDown as exc:
             error, transport_down = exc, True
         except _EMAIL_ERRORS as exc:
