@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import Engine
 
+NOW = datetime.now(UTC).replace(microsecond=0)
 EXAMPLE = Path(__file__).resolve().parent.parent / "userdebtor.example.yaml"
 
 
@@ -60,6 +62,20 @@ def add_user(web: Engine, email: str, role: str = "B2C", default_code: str | Non
             sa.text(f"INSERT INTO web.app_user ({names}) VALUES ({binds}) RETURNING user_id"),  # noqa: S608
             values,
         ).scalar_one()
+
+
+def add_order(erp: Engine, order_no: str, code: str, *, days_old: float = 10, status: str = "10",
+              source: str = "WEB", email: str | None = None, total: str = "100.00", stamped_now: bool = False) -> None:
+    """An ERP order, last changed when it was placed (or just now)."""
+    placed = NOW - timedelta(days=days_old)
+    with erp.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO erp.sales_order (so_order_no, so_cust_code, so_order_date, so_order_status,"
+                    " so_source, so_email, so_order_total, so_date_stamp) VALUES (:no, :c, :d, :s, :src, :e, :t,"
+                    " CASE WHEN :now THEN clock_timestamp() ELSE :d END)"),
+            {"no": order_no, "c": code, "d": placed, "s": status, "src": source, "e": email, "t": total,
+             "now": stamped_now},
+        )
 
 
 def one(engine: Engine, query: str, **params: Any) -> Any:

@@ -6,20 +6,19 @@ with is_debtor_customer (as M3 or an I1 approval would leave it), so each test s
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.support import add_debtor, add_template, add_user, one, rows, write_settings
+from tests.support import add_debtor, add_order, add_template, add_user, one, rows, write_settings
 from userdebtor_pipeline.runner import SyncOutcome, run_sync
 
 pytestmark = pytest.mark.slow
 
 ACCOUNT_TYPE = "DEBTOR"  # matched by neither filter
-NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 @pytest.fixture
@@ -48,20 +47,6 @@ def integrated_account(env, code: str, *, cash: bool = False) -> None:
             sa.text("INSERT INTO web.customer (customer_code, name, status, is_debtor_customer, is_cash_account)"
                     " VALUES (:c, :n, 'Active', true, :cash)"),
             {"c": code, "n": f"Account {code}", "cash": cash},
-        )
-
-
-def order(erp: Engine, order_no: str, code: str, *, days_old: float = 10, status: str = "10", source: str = "WEB",
-          email: str | None = None, total: str = "100.00", stamped_now: bool = False) -> None:
-    """An ERP order, last changed when it was placed (or just now)."""
-    placed = NOW - timedelta(days=days_old)
-    with erp.begin() as conn:
-        conn.execute(
-            sa.text("INSERT INTO erp.sales_order (so_order_no, so_cust_code, so_order_date, so_order_status,"
-                    " so_source, so_email, so_order_total, so_date_stamp) VALUES (:no, :c, :d, :s, :src, :e, :t,"
-                    " CASE WHEN :now THEN clock_timestamp() ELSE :d END)"),
-            {"no": order_no, "c": code, "d": placed, "s": status, "src": source, "e": email, "t": total,
-             "now": stamped_now},
         )
 
 
@@ -94,14 +79,14 @@ def shop(env) -> dict[str, int]:
         "bob": add_user(env.web, "bob@acme.test", role="B2B", default_code="C200", email_verified=True),
         "cat": add_user(env.web, "cat@acme.test", role="B2B", default_code="C200", email_verified=True),
     }
-    order(env.erp, "SO1", "C100")
-    order(env.erp, "SO2", "C100", status="61")
-    order(env.erp, "SO3", "C100", days_old=400)
-    order(env.erp, "SO4", "C200", total="250.50")
-    order(env.erp, "SO5", "C900")
-    order(env.erp, "POS1", "CASH", source="POS", email=" ANN@Acme.Test")
-    order(env.erp, "POS2", "CASH", source="POS")
-    order(env.erp, "POS3", "CASH", source="POS", email="stranger@example.test")
+    add_order(env.erp, "SO1", "C100")
+    add_order(env.erp, "SO2", "C100", status="61")
+    add_order(env.erp, "SO3", "C100", days_old=400)
+    add_order(env.erp, "SO4", "C200", total="250.50")
+    add_order(env.erp, "SO5", "C900")
+    add_order(env.erp, "POS1", "CASH", source="POS", email=" ANN@Acme.Test")
+    add_order(env.erp, "POS2", "CASH", source="POS")
+    add_order(env.erp, "POS3", "CASH", source="POS", email="stranger@example.test")
     return users
 
 
@@ -200,7 +185,7 @@ def test_o1_orders_of_a_linked_account_belong_to_the_linked_user(env):
     another user also has it as default account; they appear once the link exists."""
     add_template(env.erp)
     add_debtor(env.erp, "WEB_000001", "linked@acme.test", name="Linked Customer")
-    order(env.erp, "SO10", "WEB_000001")
+    add_order(env.erp, "SO10", "WEB_000001")
     sync()  # U2 makes the user, the link and the web customer
     linked = one(env.web, "SELECT user_id FROM userdebtor.user_debtor_link WHERE dr_cust_code = 'WEB_000001'")
     assert linked is not None
@@ -215,7 +200,7 @@ def test_o1_orders_of_a_converted_account_keep_the_new_code(env):
     """O1 with C2: after the ERP converts an account's code, its orders stay in the history under the new code,
     run after run, even when the staged order still carries the old code."""
     users = shop(env)
-    order(env.erp, "SO0", "C900", stamped_now=True)  # moves the extract's watermark well past SO1's stamp
+    add_order(env.erp, "SO0", "C900", stamped_now=True)  # moves the extract's watermark well past SO1's stamp
     sync()
     with env.erp.begin() as conn:
         conn.execute(sa.text("UPDATE erp.deb_master SET dr_cust_code = 'C150', dr_date_last_changed = now()"
@@ -224,7 +209,7 @@ def test_o1_orders_of_a_converted_account_keep_the_new_code(env):
         conn.execute(sa.text("UPDATE erp.sales_order SET so_cust_code = 'C150' WHERE so_cust_code = 'C100'"))
         conn.execute(sa.text("INSERT INTO erp.deb_conversion (conversion_seq, old_cust_code, new_cust_code)"
                              " VALUES (1, 'C100', 'C150')"))
-    order(env.erp, "SO6", "C150", stamped_now=True)
+    add_order(env.erp, "SO6", "C150", stamped_now=True)
 
     sync()
     assert one(env.web, "SELECT so_cust_code FROM userdebtor.erp_sales_order WHERE so_order_no = 'SO1'") == "C100"
@@ -261,7 +246,7 @@ def test_o2_in_store_order_whose_email_fits_several_users_is_left_alone_and_repo
         conn.execute(sa.text("DROP INDEX web.app_user_email_ci_key"))
     add_user(env.web, "sam@acme.test", role="B2B", email_verified=True)
     add_user(env.web, "SAM@acme.test", role="B2B", email_verified=True)
-    order(env.erp, "POS9", "CASH", source="POS", email="Sam@Acme.test")
+    add_order(env.erp, "POS9", "CASH", source="POS", email="Sam@Acme.test")
 
     outcome = sync()
 

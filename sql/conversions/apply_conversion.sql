@@ -8,7 +8,8 @@ DELETE FROM web.customer WHERE customer_code = :old AND :merge
 UPDATE web.customer SET customer_code = :new, updated_at = now() WHERE customer_code = :old AND NOT :merge
 
 -- step: user_default_account
-UPDATE web.app_user SET default_customer_code = :new WHERE default_customer_code = :old
+-- Stamped as every web write is (U4), so that the website and the next staging see the change.
+UPDATE web.app_user SET default_customer_code = :new, updated_at = now() WHERE default_customer_code = :old
 
 -- step: user_accounts_added
 INSERT INTO web.user_customer (user_id, customer_code, initial_role, hide_in_account_select)

@@ -135,6 +135,7 @@ SELECT h.order_no
 ON CONFLICT DO NOTHING;
 
 -- step: in-store orders whose email is a new or changed user's
+-- Those of the user's email now, and those shown to the user under the email it had (a login change, A3).
 INSERT INTO _order_candidate (order_no)
 SELECT o.so_order_no
   FROM userdebtor.web_user u
@@ -142,6 +143,12 @@ SELECT o.so_order_no
     ON userdebtor.email_key(o.so_email) = userdebtor.email_key(u.email_address) AND o.so_email IS NOT NULL
  WHERE NOT CAST(:full_reconcile AS boolean) AND u.change_seq > :since
    AND o.so_cust_code = :cash_account_code
+UNION
+SELECT h.order_no
+  FROM userdebtor.web_user u
+  JOIN web.order_history h ON h.user_id = u.user_id
+ WHERE NOT CAST(:full_reconcile AS boolean) AND u.change_seq > :since
+   AND h.customer_code = :cash_account_code
 ON CONFLICT DO NOTHING;
 
 -- step: orders that passed archive_days since the last run

@@ -53,7 +53,8 @@ WITH touched AS (
       FROM candidate l
       JOIN userdebtor.web_user u ON u.user_id = l.user_id
       JOIN userdebtor.erp_debtor d ON d.dr_cust_code = l.dr_cust_code
-     WHERE l.state = 'active'
+     -- A debtor that left the master filter's scope is U6's (its link is suspended in this run): no writes.
+     WHERE l.state = 'active' AND d.in_master_scope
 ), field AS (
     SELECT p.link_id, p.user_id, p.dr_cust_code, f.field, f.base, f.web, f.erp, p.web_changed_at, p.erp_changed_at
       FROM pair p

@@ -12,6 +12,9 @@ TRUNCATE userdebtor.plan_user_create;
 -- step: candidates
 -- The template and the cash account are never given a user; codes U1 reserved or links are U1's. A debtor
 -- that did not change is a candidate again when a web user with its email did (A1: the address was proven).
+-- Debtors set aside because their email was taken are looked at again every run (A3), changed or not: what
+-- blocked them (another debtor's or user's email, a link) may have changed instead. They are few, found by the
+-- problem record.
 CREATE TEMP TABLE _u2_candidate ON COMMIT DROP AS
 SELECT d.dr_cust_code, d.dr_email,
        rank() OVER (PARTITION BY userdebtor.email_key(d.dr_email) ORDER BY d.dr_cust_code) AS email_rank,
@@ -24,7 +27,10 @@ SELECT d.dr_cust_code, d.dr_email,
                             FROM userdebtor.web_user u
                             JOIN userdebtor.erp_debtor e
                               ON userdebtor.email_key(e.dr_email) = userdebtor.email_key(u.email_address)
-                           WHERE u.change_seq > :since)
+                           WHERE u.change_seq > :since
+                           UNION
+                          SELECT substr(p.subject, length('debtor:') + 1) FROM userdebtor.problem p
+                           WHERE p.rule = 'U2' AND p.kind = 'email_taken' AND p.resolved_at IS NULL)
    AND d.dr_cust_code NOT IN (:template_code, :cash_code)
    AND NOT EXISTS (SELECT 1 FROM userdebtor.user_debtor_link l WHERE l.dr_cust_code = d.dr_cust_code)
    AND NOT EXISTS (SELECT 1 FROM userdebtor.debtor_reservation r WHERE r.dr_cust_code = d.dr_cust_code)
