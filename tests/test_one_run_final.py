@@ -6,6 +6,8 @@ Every test ends with the same proof: an immediate second run (changed-since and 
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -53,6 +55,16 @@ def add_contact(erp: Engine, contact_id: int, email: str, *codes: str) -> None:
                              " VALUES (:i, :e, now())"), {"i": contact_id, "e": email})
         for code in codes:
             conn.execute(sa.text("INSERT INTO erp.crm_contact_account VALUES (:i, :c)"), {"i": contact_id, "c": code})
+
+
+DELETED_ORDERS = "SELECT n_tup_del FROM pg_stat_user_tables WHERE schemaname = 'erp' AND relname = 'sales_order'"
+
+
+def wait_until(condition, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not come true in time"
+        time.sleep(0.2)
 
 
 def user_of(web: Engine, email: str) -> int | None:
@@ -146,10 +158,14 @@ def test_a3_o1_order_deleted_in_the_erp_leaves_in_a_changed_since_run(dbs):
     add_order(dbs.erp, "SO6", "C600")
     add_order(dbs.erp, "SO7", "C600")
     synced()
+    deleted_before = one(dbs.erp, DELETED_ORDERS)
     with dbs.erp.begin() as conn:
         conn.execute(sa.text("DELETE FROM erp.sales_order WHERE so_order_no = 'SO6'"))
+    wait_until(lambda: one(dbs.erp, DELETED_ORDERS) > deleted_before)  # the ERP server publishes its count
 
-    synced()
+    outcome = synced()
+
+    assert outcome.materializations["staged_sales_orders"]["deletes_looked_for"] is True
 
     assert one(dbs.web, "SELECT string_agg(order_no, ',' ORDER BY order_no) FROM web.order_history") == "SO7"
     assert_final(dbs)

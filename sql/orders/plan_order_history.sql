@@ -115,6 +115,12 @@ INSERT INTO _order_candidate (order_no)
 SELECT so_order_no FROM userdebtor.erp_sales_order
  WHERE CAST(:full_reconcile AS boolean) OR change_seq > :since;
 
+-- step: orders the ERP deleted since the last run
+INSERT INTO _order_candidate (order_no)
+SELECT so_order_no FROM userdebtor.erp_sales_order_gone
+ WHERE NOT CAST(:full_reconcile AS boolean) AND change_seq > :since
+ON CONFLICT DO NOTHING;
+
 -- step: orders of the accounts that change hands
 INSERT INTO _order_candidate (order_no)
 SELECT o.so_order_no
@@ -272,7 +278,7 @@ SELECT v.order_no, :run_id, 'ambiguous', v.customer_code, NULL, v.order_date, v.
   FROM _order_verdict v
  WHERE v.verdict = 'ambiguous';
 
--- step: orders the ERP deleted (seen in a full reconcile only: the staged orders drop them then)
+-- step: orders the ERP deleted, in a full reconcile (whatever the history holds that the ERP has not)
 INSERT INTO userdebtor.plan_order_history (
     order_no, run_id, action, customer_code, user_id, order_date, source, status, total, why)
 SELECT h.order_no, :run_id, 'remove', h.customer_code, h.user_id, h.order_date, h.source, h.status, h.total,

@@ -1,5 +1,6 @@
 """Extract: every run starts here. ERP rows cross by COPY; web rows are staged after conversions (C1)."""
 
+import dataclasses
 import hashlib
 
 import dagster as dg
@@ -84,7 +85,13 @@ ORDERS = ExtractSpec(
         "so_date_stamp",
     ),
     changed_column="so_date_stamp",
-    deletes="full_only",  # O1: an order gone from the ERP leaves the history at the next full reconcile
+    # Deleted orders are looked for when the ERP's own count of deleted rows moved (see staged_sales_orders).
+    deletes="full_only",
+    gone_table="erp_sales_order_gone",
+)
+# The ERP server's count of rows deleted from sales_order (its statistics; null where they are not kept).
+_ORDERS_DELETED_COUNT = sa.text(
+    "SELECT n_tup_del FROM pg_stat_user_tables WHERE schemaname = 'erp' AND relname = 'sales_order'"
 )
 WEB_USERS = ExtractSpec(
     name="web_user",
@@ -283,10 +290,23 @@ def staged_debtor_conversions(erp: ErpDatabase, web: WebDatabase) -> dg.Material
     description="ERP sales orders of every channel, in-store included (sales_order), by so_date_stamp.",
 )
 def staged_sales_orders(erp: ErpDatabase, web: WebDatabase, run_options: RunOptions) -> dg.MaterializeResult:
+    """Orders changed since the last run; the order keys are compared whole only when the ERP deleted some.
+
+    The ERP keeps no record of deleted orders, but its server counts deleted rows per table: read before the
+    keys, a count that moved since the last run says that orders went (a count that cannot be read: every run).
+    PostgreSQL publishes the count within seconds of a delete; one later than that is found by the next run.
+    """
     watch = Stopwatch()
+    with erp.engine.connect() as erp_conn:
+        deleted_count = erp_conn.execute(_ORDERS_DELETED_COUNT).scalar()
     with web.engine.begin() as conn:
-        result = stage(ORDERS, source=erp.engine, web=conn, full=run_options.full)
-    return _result(result, watch)
+        _, last_count = read_watermark(conn, "erp_sales_order_deletes")
+        deletes_seen = deleted_count is None or str(deleted_count) != last_count
+        spec = dataclasses.replace(ORDERS, deletes="always") if deletes_seen else ORDERS
+        result = stage(spec, source=erp.engine, web=conn, full=run_options.full)
+        if deleted_count is not None:
+            write_watermark(conn, "erp_sales_order_deletes", None, note=str(deleted_count))
+    return _result(result, watch, deletes_looked_for=deletes_seen or run_options.full)
 
 
 @dg.asset(

@@ -34,6 +34,7 @@ class ExtractSpec:
     deletes: Literal["always", "full_only"] = "always"
     extra_columns: tuple[str, ...] = ()  # mirror columns computed before the merge (e.g. scope flags)
     tracks_changes: bool = True  # the mirror has change_seq
+    gone_table: str | None = None  # where the keys of deleted rows are recorded, with a change_seq (one-column keys)
 
 
 @dataclass
@@ -167,6 +168,12 @@ def _delete_missing(web: Connection, spec: ExtractSpec, keys_table: str) -> int:
         keys=_ident(keys_table),
         match=sql.SQL(" AND ").join(sql.SQL("k.{c} = m.{c}").format(c=_ident(c)) for c in spec.key),
     )
+    if spec.gone_table:
+        # The plans of this and later runs find what went by change_seq, without comparing whole tables.
+        statement = sql.SQL(
+            "WITH gone AS ({delete} RETURNING m.{key}) INSERT INTO {log} ({key}) SELECT {key} FROM gone"
+            " ON CONFLICT ({key}) DO UPDATE SET change_seq = nextval('userdebtor.change_seq')"
+        ).format(delete=statement, key=_ident(spec.key[0]), log=_ident("userdebtor", spec.gone_table))
     cur = web.connection.driver_connection.cursor()
     cur.execute(statement)
     return cur.rowcount

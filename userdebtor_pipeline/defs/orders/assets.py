@@ -113,6 +113,7 @@ def order_history_plan(context: dg.AssetExecutionContext, erp: ErpDatabase, web:
         metadata=counts_metadata(
             {
                 "orders_looked_at": steps.get("orders changed since the last run (every order in a full reconcile)", 0)
+                + steps.get("orders the ERP deleted since the last run", 0)
                 + steps.get("orders of the accounts that change hands", 0)
                 + steps.get("in-store orders whose email is a new or changed user's", 0)
                 + steps.get("orders that passed archive_days since the last run", 0),
