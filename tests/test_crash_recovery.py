@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from email import message_from_bytes, policy
 
 import pytest
 import sqlalchemy as sa
@@ -66,17 +67,52 @@ def _env(url: str, home, config) -> dict[str, str]:
     }
 
 
-@pytest.mark.slow
-def test_killed_runs_then_a_rerun_end_like_one_clean_run(pg_urls, tmp_path, monkeypatch):
-    config = write_settings(tmp_path / "userdebtor.yaml", safety={"max_change_fraction": 1.0})
-    killed_url, clean_url = pg_urls(), pg_urls()
-    killed, clean = _seeded(killed_url), _seeded(clean_url)
-    assert _state(killed) == _state(clean), "the twins start equal"
+def _latest_run(engine: sa.Engine) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT run_id FROM userdebtor.sync_run ORDER BY started_at DESC LIMIT 1")).scalar()
 
-    # Kill the same sync at several moments after it started: extract, conversions, planning and the loads.
-    # The moments count from the run's own start (its sync_run row), so a slow machine shifts nothing.
-    env = _env(killed_url, tmp_path / "home-killed", config)
-    for after_start in (0.0, 0.4, 0.8, 1.5, 2.5, 4.0):
+
+def _scalar(engine: sa.Engine, query: str, **params) -> object:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(query), params).scalar()
+
+
+# Moments inside a run, each a test on the killed database (and its mail folder) polled until it holds.
+def _after(seconds: float):
+    def moment(engine: sa.Engine, home) -> bool:
+        time.sleep(seconds)
+        return True
+
+    return moment
+
+
+def _plan_verdict_taken(engine: sa.Engine, home) -> bool:
+    """The user/debtor plan is made and the guard's verdict taken: the loads are starting."""
+    return bool(_scalar(engine, "SELECT summary ? 'change_guard' FROM userdebtor.sync_run WHERE run_id = :r",
+                        r=_latest_run(engine)))
+
+
+def _new_links_being_synced(engine: sa.Engine, home) -> bool:
+    """U1 and U2 have linked pairs in this run: their field changes and the later plans follow."""
+    return bool(_scalar(engine, "SELECT count(*) FROM userdebtor.user_debtor_link l JOIN userdebtor.sync_run r"
+                                " ON r.run_id = :r WHERE l.change_seq > r.plan_seq", r=_latest_run(engine)))
+
+
+def _order_history_planned(engine: sa.Engine, home) -> bool:
+    """The order history is planned, after every load that makes users, links and customer rows."""
+    return bool(_scalar(engine, "SELECT count(*) FROM userdebtor.plan_order_history_run WHERE run_id = :r",
+                        r=_latest_run(engine)))
+
+
+def _delivering(engine: sa.Engine, home) -> bool:
+    """The first emails of the run are in the mail folder: delivery is under way."""
+    folder = home / "mail" / "new"
+    return folder.exists() and any(folder.iterdir())
+
+
+def _kill_at(killed: sa.Engine, env: dict[str, str], home, moments) -> None:
+    """Start `userdebtor sync` and SIGKILL it at each moment in turn, one run per moment."""
+    for moment in moments:
         started = _runs(killed)
         process = subprocess.Popen(
             [sys.executable, "-m", "userdebtor_pipeline.cli", "sync"],
@@ -86,16 +122,27 @@ def test_killed_runs_then_a_rerun_end_like_one_clean_run(pg_urls, tmp_path, monk
             start_new_session=True,
         )
         deadline = time.monotonic() + 120
+        # The moments count from the run's own start (its sync_run row), so a slow machine shifts nothing.
         while _runs(killed) == started and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(after_start)
+        while process.poll() is None and time.monotonic() < deadline and not moment(killed, home):
+            time.sleep(0.02)
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
+
+def _killed_runs_end_like_one_clean_run(pg_urls, tmp_path, monkeypatch, moments, min_interrupted: int) -> sa.Engine:
+    config = write_settings(tmp_path / "userdebtor.yaml", safety={"max_change_fraction": 1.0})
+    killed_url, clean_url = pg_urls(), pg_urls()
+    killed, clean = _seeded(killed_url), _seeded(clean_url)
+    assert _state(killed) == _state(clean), "the twins start equal"
+
+    _kill_at(killed, _env(killed_url, tmp_path / "home-killed", config), tmp_path / "home-killed", moments)
+
     with killed.connect() as conn:
         interrupted = conn.execute(sa.text("SELECT count(*) FROM userdebtor.sync_run WHERE outcome IS NULL")).scalar()
-    assert interrupted >= 3, "the kills landed inside runs, not before them"
+    assert interrupted >= min_interrupted, "the kills landed inside runs, not before them"
 
     for name, value in (
         ("USERDEBTOR_ERP_URL", killed_url),
@@ -128,5 +175,30 @@ def test_killed_runs_then_a_rerun_end_like_one_clean_run(pg_urls, tmp_path, monk
         "SELECT lower(dr_email) FROM erp.deb_master WHERE dr_cust_code LIKE 'WEB%' GROUP BY 1 HAVING count(*) > 1"
     )
     assert digest(killed, duplicates) == digest(killed, "SELECT 1 WHERE false")
-    killed.dispose()
     clean.dispose()
+    return killed
+
+
+@pytest.mark.slow
+def test_killed_runs_then_a_rerun_end_like_one_clean_run(pg_urls, tmp_path, monkeypatch):
+    """Kills at several moments after the start: extract, conversions, planning and the loads."""
+    moments = [_after(seconds) for seconds in (0.0, 0.4, 0.8, 1.5, 2.5, 4.0)]
+    killed = _killed_runs_end_like_one_clean_run(pg_urls, tmp_path, monkeypatch, moments, min_interrupted=3)
+    killed.dispose()
+
+
+@pytest.mark.slow
+def test_a3_e1_kills_inside_the_reordered_stages_and_delivery_end_like_one_clean_run(pg_urls, tmp_path, monkeypatch):
+    """Kills as the loads start, while new pairs get their field changes, once the order history is planned
+    (after every load it follows), and inside delivery; the mail folder then holds each email exactly once."""
+    moments = [_plan_verdict_taken, _new_links_being_synced, _order_history_planned, _delivering]
+    killed = _killed_runs_end_like_one_clean_run(pg_urls, tmp_path, monkeypatch, moments, min_interrupted=3)
+    mail = tmp_path / "home-killed" / "mail"
+    files = [path for sub in ("new", "cur") for path in (mail / sub).iterdir()]
+    message_ids = Counter(
+        message_from_bytes(path.read_bytes(), policy=policy.default)["Message-ID"] for path in files
+    )
+    sent = _scalar(killed, "SELECT count(*) FROM web.email_outbox WHERE status = 'sent'")
+    assert [m for m, n in message_ids.items() if n > 1] == [], "an email was delivered twice"
+    assert len(files) == sent, "every sent email is in the mail folder once, and only those"
+    killed.dispose()
