@@ -69,6 +69,10 @@ UNION
 SELECT u.default_customer_code FROM userdebtor.web_user u
  WHERE NOT CAST(:full_reconcile AS boolean) AND u.change_seq > :since AND u.default_customer_code IS NOT NULL
 UNION
+-- accounts a changed user no longer has as default: another user may now be the only one whose default it is
+SELECT g.customer_code FROM userdebtor.web_user_default_left g
+ WHERE NOT CAST(:full_reconcile AS boolean) AND g.change_seq > :since
+UNION
 -- accounts shown to a user who changed (a user deleted on the web is seen in a full reconcile)
 SELECT a.customer_code FROM userdebtor.web_user u
   JOIN userdebtor.order_account a ON a.user_id = u.user_id

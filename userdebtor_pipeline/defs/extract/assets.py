@@ -5,6 +5,7 @@ import hashlib
 
 import dagster as dg
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
 
 from userdebtor_pipeline.defs.common import Stopwatch, counts_metadata
@@ -213,6 +214,27 @@ def scope_flags(settings: SyncSettings):
     return apply
 
 
+def remember_defaults_left(conn: Connection, temp: str) -> None:
+    """Records the accounts that staged users no longer have as default account (O1, A3): another user may now be
+    the only one whose default it is, so the order plan looks at them again though that user did not change."""
+    staged = sa.table(temp, sa.column("user_id"), sa.column("default_customer_code"))
+    mirror = sa.table("web_user", sa.column("user_id"), sa.column("default_customer_code"), schema="userdebtor")
+    left = sa.table("web_user_default_left", sa.column("customer_code"), schema="userdebtor")
+    lost = (
+        sa.select(mirror.c.default_customer_code)
+        .distinct()
+        .join_from(mirror, staged, staged.c.user_id == mirror.c.user_id)
+        .where(mirror.c.default_customer_code.is_not(None),
+               mirror.c.default_customer_code.is_distinct_from(staged.c.default_customer_code))
+    )
+    conn.execute(
+        pg_insert(left)
+        .from_select(["customer_code"], lost)
+        .on_conflict_do_update(index_elements=["customer_code"],
+                               set_={"change_seq": sa.func.nextval("userdebtor.change_seq")})
+    )
+
+
 def _filters_digest(settings: SyncSettings) -> str:
     user_debtor = settings.get().user_debtor
     text = f"{user_debtor.customer_master_filter}\x00{user_debtor.css_customer_filter}"
@@ -317,7 +339,7 @@ def staged_sales_orders(erp: ErpDatabase, web: WebDatabase, run_options: RunOpti
 def staged_web_users(web: WebDatabase, run_options: RunOptions) -> dg.MaterializeResult:
     watch = Stopwatch()
     with web.engine.begin() as conn:
-        result = stage(WEB_USERS, source=conn, web=conn, full=run_options.full)
+        result = stage(WEB_USERS, source=conn, web=conn, full=run_options.full, before_merge=remember_defaults_left)
     return _result(result, watch)
 
 
@@ -342,7 +364,8 @@ def stage_what_the_loads_wrote(conn: Connection, erp: Engine, settings: SyncSett
     """
     debtors = stage(DEBTORS, source=erp, web=conn, full=False, before_merge=scope_flags(settings),
                     detect_deletes=False)
-    users = stage(WEB_USERS, source=conn, web=conn, full=False, detect_deletes=False)
+    users = stage(WEB_USERS, source=conn, web=conn, full=False, detect_deletes=False,
+                  before_merge=remember_defaults_left)
     customers = stage(WEB_CUSTOMERS, source=conn, web=conn, full=True)
     return {"debtors_restaged": debtors.changed, "users_restaged": users.changed,
             "customers_restaged": customers.changed}
