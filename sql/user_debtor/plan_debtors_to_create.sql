@@ -11,7 +11,8 @@ TRUNCATE userdebtor.plan_debtor_create;
 
 -- step: candidates
 -- Users of the configured roles, not linked, with no account yet; a user left half-done by a killed run
--- (a reservation not completed) is always a candidate again.
+-- (a reservation not completed) is always a candidate again, and so is a user waiting for proof of its address
+-- (A1), changed or not: the debtor it matched may have been linked or converted meanwhile (A3).
 CREATE TEMP TABLE _u1_candidate ON COMMIT DROP AS
 SELECT u.user_id, u.email_address, r.dr_cust_code AS reserved_code,
        userdebtor.address_proven(u.user_id, u.email_verified) AS proven
@@ -20,7 +21,9 @@ SELECT u.user_id, u.email_address, r.dr_cust_code AS reserved_code,
  WHERE u.role = ANY(:roles)
    AND u.default_customer_code IS NULL
    AND u.status <> 'Deactivated'
-   AND (u.change_seq > :since OR r.user_id IS NOT NULL)
+   AND (u.change_seq > :since OR r.user_id IS NOT NULL
+        OR u.user_id IN (SELECT substr(p.subject, length('user:') + 1)::bigint FROM userdebtor.problem p
+                          WHERE p.rule = 'U1' AND p.kind = 'email_unproven' AND p.resolved_at IS NULL))
    AND NOT EXISTS (SELECT 1 FROM userdebtor.user_debtor_link l WHERE l.user_id = u.user_id);
 
 -- step: candidate_statistics
