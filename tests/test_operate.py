@@ -131,7 +131,7 @@ def test_u7_held_run_reports_the_pairs_with_before_and_after_and_alerts_with_adv
 
     email = rows(pipeline_env.web, "SELECT subject, body_text FROM web.email_outbox WHERE template = 'sync_run_failed'")
     assert len(email) == 1
-    assert "held by blocking check user_debtor_plan:change_fraction_guard" in email[0]["subject"]
+    assert "held by blocking check change_guard:change_fraction_guard" in email[0]["subject"]
     body = email[0]["body_text"]
     assert "http://dagster.internal:3000/runs/" in body and "--allow-large-change" in body
 
