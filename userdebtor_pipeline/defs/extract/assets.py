@@ -219,7 +219,7 @@ def remember_defaults_left(conn: Connection, temp: str) -> None:
     the only one whose default it is, so the order plan looks at them again though that user did not change."""
     staged = sa.table(temp, sa.column("user_id"), sa.column("default_customer_code"))
     mirror = sa.table("web_user", sa.column("user_id"), sa.column("default_customer_code"), schema="userdebtor")
-    left = sa.table("web_user_default_left", sa.column("customer_code"), schema="userdebtor")
+    left = sa.table("web_user_default_left", sa.column("customer_code"), sa.column("change_seq"), schema="userdebtor")
     lost = (
         sa.select(mirror.c.default_customer_code)
         .distinct()
