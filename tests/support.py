@@ -132,3 +132,16 @@ def follow_link(web: Engine, user_id: int, purpose: str = "verify_email", *, lat
             ),
             {"u": user_id, "p": purpose, "late": late},
         ).rowcount
+
+
+def contact(erp: Engine, contact_id: int, email: str | None, accounts: list[str], active: bool = True) -> None:
+    """An ERP contact acting for the given accounts."""
+    with erp.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO erp.crm_contact (contact_id, contact_email, contact_first_name, contact_surname,"
+                    " contact_active) VALUES (:id, :email, 'Pat', 'Buyer', :active)"),
+            {"id": contact_id, "email": email, "active": active},
+        )
+        for code in accounts:
+            conn.execute(sa.text("INSERT INTO erp.crm_contact_account (contact_id, dr_cust_code) VALUES (:id, :c)"),
+                         {"id": contact_id, "c": code})

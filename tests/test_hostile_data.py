@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.support import add_debtor, add_template, add_user, digest, follow_link, one, rows, write_settings
+from tests.support import add_debtor, add_template, add_user, contact, digest, follow_link, one, rows, write_settings
 from userdebtor_pipeline.defs.common import email_key, is_well_formed_email
 from userdebtor_pipeline.runner import SyncOutcome, run_sync
 
@@ -35,17 +35,6 @@ def synced(**options: Any) -> SyncOutcome:
     assert not outcome.failed_checks, outcome.check_metadata
     return outcome
 
-
-def contact(erp: Engine, contact_id: int, email: str | None, accounts: list[str], active: bool = True) -> None:
-    with erp.begin() as conn:
-        conn.execute(
-            sa.text("INSERT INTO erp.crm_contact (contact_id, contact_email, contact_first_name, contact_surname,"
-                    " contact_active) VALUES (:id, :email, 'Pat', 'Buyer', :active)"),
-            {"id": contact_id, "email": email, "active": active},
-        )
-        for code in accounts:
-            conn.execute(sa.text("INSERT INTO erp.crm_contact_account (contact_id, dr_cust_code) VALUES (:id, :c)"),
-                         {"id": contact_id, "c": code})
 
 
 def change_contact(erp: Engine, contact_id: int, **columns: Any) -> None:

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.support import add_debtor, add_template, add_user, one, rows, write_settings
+from tests.support import add_debtor, add_template, add_user, contact, one, rows, write_settings
 from userdebtor_pipeline.defs.instant_accounts.accounts import REGISTRATION_REASONS
 from userdebtor_pipeline.defs.instant_accounts.sensors import instant_account_requests_sensor, probe_pending_work
 from userdebtor_pipeline.defs.resources import WebDatabase
@@ -47,17 +47,6 @@ def sync(**options: Any) -> SyncOutcome:
 def account(erp: Engine, code: str, email: str | None = None, status: str = "A", cust_type: str = ACCOUNT_TYPE) -> None:
     add_debtor(erp, code, email, name=f"Account {code}", cust_type=cust_type, dr_account_status=status)
 
-
-def contact(erp: Engine, contact_id: int, email: str | None, accounts: list[str], active: bool = True) -> None:
-    with erp.begin() as conn:
-        conn.execute(
-            sa.text("INSERT INTO erp.crm_contact (contact_id, contact_email, contact_first_name, contact_surname,"
-                    " contact_active) VALUES (:id, :email, 'Pat', 'Buyer', :active)"),
-            {"id": contact_id, "email": email, "active": active},
-        )
-        for code in accounts:
-            conn.execute(sa.text("INSERT INTO erp.crm_contact_account (contact_id, dr_cust_code) VALUES (:id, :c)"),
-                         {"id": contact_id, "c": code})
 
 
 def register(web: Engine, email: str, account_code: str | None = None) -> int:
