@@ -153,6 +153,23 @@ def test_a3_o2_in_store_order_follows_a_login_change_in_a_changed_since_run(dbs)
     assert_final(dbs)
 
 
+def test_a3_o1_account_a_user_leaves_as_default_goes_to_the_only_user_left(dbs):
+    """O1: an account that two users have as default shows its orders to neither; when one of them moves away, the
+    other is the only one, in the same changed-since run, although that user did not change."""
+    add_debtor(dbs.erp, "C800", "trade@mail.example", name="Trade", cust_type="TRADE")
+    ann = add_user(dbs.web, "ann@trade.example", role="B2B", default_code="C800")
+    bob = add_user(dbs.web, "bob@trade.example", role="B2B", default_code="C800")
+    add_order(dbs.erp, "SO8", "C800")
+    synced()
+    assert one(dbs.web, "SELECT user_id FROM web.order_history WHERE order_no = 'SO8'") is None
+
+    web_change(dbs.web, ann, default_customer_code=None)
+    synced()
+
+    assert one(dbs.web, "SELECT user_id FROM web.order_history WHERE order_no = 'SO8'") == bob
+    assert_final(dbs)
+
+
 def test_a3_o1_order_deleted_in_the_erp_leaves_in_a_changed_since_run(dbs):
     add_debtor(dbs.erp, "C600", "orders@mail.example", name="Orders")
     add_order(dbs.erp, "SO6", "C600")
