@@ -14,25 +14,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import yaml
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import make_url
 
-from tests.support import add_debtor, add_template, add_user, digest, write_settings
+from tests.support import add_debtor, add_template, add_user, write_settings
+from tests.world import fingerprints
 from userdebtor_pipeline.cli import main
 
 SECRET = "S3cretValue"
 RCE = "{{ cycler.__init__.__globals__.os.popen('touch PWNED').read() }}"
 
 
-def fingerprint(engine: Engine) -> dict[str, str]:
-    """A digest of every table of the ERP, the web and the pipeline's state, by name."""
-    with engine.connect() as conn:
-        tables = conn.execute(
-            sa.text(
-                "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) FROM information_schema.tables"
-                " WHERE table_schema IN ('erp', 'web', 'userdebtor') AND table_type = 'BASE TABLE' ORDER BY 1"
-            )
-        ).scalars().all()
-    return {table: digest(engine, f"SELECT * FROM {table} ORDER BY 1") for table in tables}  # noqa: S608
 
 
 @pytest.fixture
@@ -46,14 +37,14 @@ def work_to_do(pipeline_env, settings_path):
 
 def refused(engines, capsys, key: str, *, also: str | None = None) -> str:
     """Run `userdebtor sync`; assert exit 2 naming `key`, nothing written, no command run by a template."""
-    before = fingerprint(engines.web)
+    before = fingerprints(engines.erp, engines.web, with_state=True)
     capsys.readouterr()
     assert main(["sync"]) == 2
     err = capsys.readouterr().err
     assert key in err, err
     if also is not None:
         assert also in err, err
-    assert fingerprint(engines.web) == before
+    assert fingerprints(engines.erp, engines.web, with_state=True) == before
     assert not Path("PWNED").exists()
     return err
 
@@ -235,11 +226,11 @@ def test_a4_settings_are_refused_by_a_run_from_the_ui_with_the_same_message(work
     from userdebtor_pipeline.runner import run_sync
 
     write_settings(settings_path, user_debtor={"roles_requiring_erp_account": ["WHOLESALE"]})
-    before = fingerprint(work_to_do.web)
+    before = fingerprints(work_to_do.erp, work_to_do.web, with_state=True)
     outcome = run_sync()
     assert not outcome.success and outcome.failed_steps == ["sync_run_started"]
     assert any("user_debtor.roles_requiring_erp_account[0]" in e for e in outcome.errors), outcome.errors
-    after = fingerprint(work_to_do.web)
+    after = fingerprints(work_to_do.erp, work_to_do.web, with_state=True)
     # The failed run is warned about (a failure email in the outbox): that and nothing else was written.
     changed = {t for t in before if before[t] != after[t]}
     assert changed <= {"web.email_outbox"}, changed

@@ -1,4 +1,5 @@
-"""What a run leaves behind, compared across runs: a fingerprint of every table of `erp` and `web`."""
+"""What a run leaves behind, compared across runs: a fingerprint of every table of `erp` and `web` (and, where
+asked, of the pipeline's own state in `userdebtor`)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ def _tables(engine: Engine, schema: str) -> list[str]:
                     " AND table_type = 'BASE TABLE' ORDER BY 1"), {"s": schema}).scalars())
 
 
-def fingerprints(erp: Engine, web: Engine) -> dict[str, str]:
+def fingerprints(erp: Engine, web: Engine, *, with_state: bool = False) -> dict[str, str]:
     """md5 of each table's rows (as text, sorted): equal fingerprints, equal tables. Every column counts."""
     result: dict[str, str] = {}
-    for schema, engine in (("erp", erp), ("web", web)):
+    schemas = (("erp", erp), ("web", web), *((("userdebtor", web),) if with_state else ()))
+    for schema, engine in schemas:
         with engine.connect() as conn:
             raw = conn.connection.driver_connection
             for table in _tables(engine, schema):
