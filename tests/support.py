@@ -145,3 +145,17 @@ def contact(erp: Engine, contact_id: int, email: str | None, accounts: list[str]
         for code in accounts:
             conn.execute(sa.text("INSERT INTO erp.crm_contact_account (contact_id, dr_cust_code) VALUES (:id, :c)"),
                          {"id": contact_id, "c": code})
+
+
+def a_finished_and_a_held_run(env: Any, settings_path: Path, email: str, name: str) -> tuple[Any, Any]:
+    """Two terminal runs on one instance: one that succeeds (a debtor gets a user), then one that a blocking
+    check holds (the template customer named in the settings is missing and a user waits for a debtor)."""
+    from userdebtor_pipeline.runner import run_sync
+
+    add_template(env.erp)
+    add_debtor(env.erp, "C100", email, name=name)
+    finished = run_sync()
+    assert finished.success, (finished.failed_checks, finished.errors)
+    write_settings(settings_path, user_debtor={"template_customer": "NO_SUCH_TEMPLATE"})
+    add_user(env.web, "waits@mail.example")
+    return finished, run_sync()

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.dagster_services import Webserver
-from tests.support import add_debtor, add_template, add_user, write_settings
-from userdebtor_pipeline.runner import run_sync
+from tests.support import a_finished_and_a_held_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -78,13 +77,7 @@ def _missing_on_page(driver, url: str, *texts: str, name: str, click: str | None
 @pytest.mark.timeout(600)
 def test_an_operator_finds_assets_runs_and_failed_checks_in_the_browser(browser, pipeline_env, settings_path,
                                                                        tmp_path: Path) -> None:
-    add_template(pipeline_env.erp)
-    add_debtor(pipeline_env.erp, "C100", "browser@mail.example", name="Browser Run")
-    finished = run_sync()
-    assert finished.success, (finished.failed_checks, finished.errors)
-    write_settings(settings_path, user_debtor={"template_customer": "NO_SUCH_TEMPLATE"})
-    add_user(pipeline_env.web, "waits@mail.example")
-    held = run_sync()
+    finished, held = a_finished_and_a_held_run(pipeline_env, settings_path, "browser@mail.example", "Browser Run")
     assert f"{HELD_ASSET}:{HELD_CHECK}" in held.failed_checks
     summary = held.check_metadata[f"{HELD_ASSET}:{HELD_CHECK}"]["summary"]
 

@@ -8,13 +8,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tests.support import add_debtor, add_template, add_user, write_settings
-
 # The code location loads once per process, as a code server's does: a retailer named later tags the runs only.
+from tests.support import a_finished_and_a_held_run
 from userdebtor_pipeline import definitions  # noqa: F401
 from userdebtor_pipeline.defs.jobs import DEFAULT_RETAILER, RETAILER_ENV, RETAILER_TAG, SYNC_JOB_NAME, retailer_name
 from userdebtor_pipeline.instance import INSTANCE_YAML, dagster_home, open_instance
-from userdebtor_pipeline.runner import run_sync
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -49,14 +47,7 @@ def test_the_ui_finds_no_dagster_yaml_to_ignore() -> None:
 @pytest.mark.slow
 def test_terminal_runs_are_runs_of_the_instance_at_dagster_home(pipeline_env, settings_path, monkeypatch) -> None:
     monkeypatch.setenv(RETAILER_ENV, "acme")
-    add_template(pipeline_env.erp)
-    add_debtor(pipeline_env.erp, "C100", "terminal@mail.example", name="Terminal Run")
-    succeeded = run_sync()
-    assert succeeded.success, (succeeded.failed_checks, succeeded.errors)
-
-    write_settings(settings_path, user_debtor={"template_customer": "NO_SUCH_TEMPLATE"})
-    add_user(pipeline_env.web, "waits@mail.example")
-    held = run_sync()
+    succeeded, held = a_finished_and_a_held_run(pipeline_env, settings_path, "terminal@mail.example", "Terminal Run")
     assert "new_debtors_vetted:template_customer_exists" in held.failed_checks
 
     # A second process (the UI, the daemon) opening DAGSTER_HOME sees both runs, as they ended.
