@@ -28,10 +28,18 @@ def deploy_dir() -> Path:
     raise FileNotFoundError("the project's deploy/dagster.yaml is missing from this installation")
 
 
+def sql_path(relative: str) -> Path:
+    """Where one SQL file lives. A domain's SQL sits in its folder, `defs/<domain>/sql/` ('user_debtor/x.sql'); the
+    schemas of both systems and of the integration's state stay in the top `sql/` folder ('state/migrations/...')."""
+    domain, _, name = relative.partition("/")
+    in_domain = _PACKAGE_DIR / "defs" / domain / "sql" / name
+    return in_domain if in_domain.is_file() else sql_dir() / relative
+
+
 @cache
 def read_sql(relative: str) -> str:
-    """Text of one SQL file, e.g. read_sql('plan/debtors_to_create.sql')."""
-    return (sql_dir() / relative).read_text(encoding="utf-8")
+    """Text of one SQL file, e.g. read_sql('user_debtor/plan_debtors_to_create.sql')."""
+    return sql_path(relative).read_text(encoding="utf-8")
 
 
 def home_dir() -> Path:

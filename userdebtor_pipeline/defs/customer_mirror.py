@@ -12,7 +12,7 @@ from userdebtor_pipeline.paths import read_sql
 
 def _mirror(conn: Connection, *, codes: Sequence[str], from_m3_plan: bool, cash_account_code: str) -> int:
     return conn.execute(
-        sa.text(read_sql("customers/mirror_customers.sql")),
+        sa.text(read_sql("contacts/mirror_customers.sql")),
         {"codes": list(codes), "from_m3_plan": from_m3_plan, "cash_account_code": cash_account_code},
     ).rowcount
 
