@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +12,8 @@ import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from userdebtor_pipeline.paths import read_sql
+from userdebtor_pipeline.defs.sql_file import run_sql as run_sql
+from userdebtor_pipeline.defs.sql_file import sql_steps as sql_steps
 
 # A well-formed email address, as far as a store login needs it; the same pattern is used in SQL (`~`), always
 # on the address's key (A2): surrounding spaces do not make an address malformed, spaces inside it do.
@@ -28,35 +29,6 @@ def email_key(address: str | None) -> str | None:
 def is_well_formed_email(address: str | None) -> bool:
     key = email_key(address)
     return bool(key) and _WELL_FORMED.match(key) is not None
-_STEP = re.compile(r"^--\s*step:\s*(.+)$", re.MULTILINE)
-
-
-def sql_steps(relative: str) -> list[tuple[str, str]]:
-    """A SQL file split at `-- step: <name>` lines into (name, statement); a file without them is one step."""
-    text = read_sql(relative)
-    marks = list(_STEP.finditer(text))
-    if not marks:
-        return [(relative, text)]
-    steps = []
-    for i, mark in enumerate(marks):
-        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
-        body = text[mark.end() : end].strip()
-        if body:
-            steps.append((mark.group(1).strip(), body))
-    return steps
-
-
-def run_sql(
-    conn: Connection, relative: str, params: Mapping[str, Any] | None = None, *, skip: Collection[str] = ()
-) -> dict[str, int]:
-    """Run every step of a SQL file (but those named in `skip`) with bound parameters; the row count of each."""
-    counts: dict[str, int] = {}
-    for name, statement in sql_steps(relative):
-        if name in skip:
-            continue
-        result = conn.execute(sa.text(statement), dict(params or {}))
-        counts[name] = result.rowcount if result.rowcount is not None else -1
-    return counts
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from userdebtor_pipeline.defs.contacts.plan import (
 from userdebtor_pipeline.defs.customer_mirror import mirror_planned_customers
 from userdebtor_pipeline.defs.problems import Problem, record_problems
 from userdebtor_pipeline.defs.resources import RunOptions, SyncSettings, WebDatabase
+from userdebtor_pipeline.defs.sql_file import SqlFile
 from userdebtor_pipeline.defs.welcome import queue_welcome_email
 from userdebtor_pipeline.paths import read_sql
 from userdebtor_pipeline.settings import Settings
@@ -26,6 +27,10 @@ from userdebtor_pipeline.settings import Settings
 GROUP = "load"
 # Problem kinds this domain records, so that fixed contacts resolve their problem.
 CONTACT_PROBLEM_KINDS = ["malformed_contact_email", "contact_email_unproven"]
+RECORD_PROBLEMS_SQL = SqlFile("contacts/record_contact_problems.sql",
+                              reads=("problems_seen_again", "problems_resolved"))
+REMOVE_LINKS_SQL = SqlFile("contacts/remove_contact_links.sql",
+                           reads=("user_accounts_removed", "contact_links_forgotten", "defaults_moved"))
 
 
 @dataclass
@@ -64,7 +69,7 @@ def create_planned_users(engine: Engine, config: Settings) -> UsersCreated:
 
 
 def _links_added(conn: Connection, batch: int | None) -> int:
-    return run_sql(conn, "contacts/add_contact_links.sql", {"batch": batch})["contacts/add_contact_links.sql"]
+    return run_sql(conn, "contacts/add_contact_links.sql", {"batch": batch})["add_contact_links"]
 
 
 def _deactivated_problem(user_id: int, email_address: str) -> Problem:
@@ -83,7 +88,7 @@ def _record_contact_problems(conn: Connection, config: Settings, run_id: str) ->
         conn, config, run_id,
         (Problem(kind=p["kind"], rule=p["rule"], subject=p["subject"], detail=p["detail"]) for p in new),
     )
-    counts = run_sql(conn, "contacts/record_contact_problems.sql", {"run_id": run_id, "kinds": CONTACT_PROBLEM_KINDS})
+    counts = RECORD_PROBLEMS_SQL.run(conn, {"run_id": run_id, "kinds": CONTACT_PROBLEM_KINDS})
     return {"problems_new": recorded, "problems_seen_again": counts["problems_seen_again"] - recorded,
             "problems_resolved": counts["problems_resolved"]}
 
@@ -133,7 +138,7 @@ def contact_links_applied(
     with web.engine.begin() as conn:
         # Again at load time: a load of this run (U2) may have made a link needed since the plan.
         run_sql(conn, "contacts/mark_links_other_rules_need.sql")
-        removed = run_sql(conn, "contacts/remove_contact_links.sql")
+        removed = REMOVE_LINKS_SQL.run(conn)
         deactivated = conn.execute(
             sa.text("SELECT user_id, email_address FROM _contact_user_deactivated ORDER BY user_id")
         ).all()
@@ -142,7 +147,7 @@ def contact_links_applied(
     created = create_planned_users(web.engine, config)
     with web.engine.begin() as conn:
         links_for_existing_users = _links_added(conn, None)
-        reactivated = run_sql(conn, "contacts/reactivate_contact_users.sql")["contacts/reactivate_contact_users.sql"]
+        reactivated = run_sql(conn, "contacts/reactivate_contact_users.sql")["reactivate_contact_users"]
         problems = _record_contact_problems(conn, config, context.run_id)
     counts = {
         "users_created": created.users,

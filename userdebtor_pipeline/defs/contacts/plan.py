@@ -12,11 +12,11 @@ from userdebtor_pipeline.defs.common import (
     counts_metadata,
     run_sql,
     sample,
-    sql_steps,
 )
 from userdebtor_pipeline.defs.common import change_window as read_change_window
 from userdebtor_pipeline.defs.extract.assets import change_window, stage_what_the_loads_wrote
 from userdebtor_pipeline.defs.resources import ErpDatabase, SyncSettings, WebDatabase
+from userdebtor_pipeline.defs.sql_file import SqlFile
 
 GROUP = "plan"
 # The loads of U1, U2, U4 and U6: the contact and mirror plans come after them (A3). None of them is held by the
@@ -27,9 +27,14 @@ USER_DEBTOR_LOADS = [dg.AssetKey(name) for name in
 USERS_PER_TRANSACTION = 2_000
 
 
+REPORTS_SQL = SqlFile("contacts/reports.sql", reads=(
+    "contact_plan_counts", "customer_plan_counts", "customer_plan",
+    "users_to_create", "links_to_add", "links_to_remove", "contacts_set_aside"))
+
+
 def report_queries() -> dict[str, str]:
     """The plan's counts and samples, by name, as the UI and the dry run show them."""
-    return dict(sql_steps("contacts/reports.sql"))
+    return {name: REPORTS_SQL.statement(name) for name in REPORTS_SQL.reads}
 
 
 def contact_plan_counts(conn: Connection) -> dict[str, int]:

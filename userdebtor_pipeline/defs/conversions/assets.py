@@ -38,7 +38,7 @@ def conversion_ledger(web: WebDatabase, settings: SyncSettings, run_options: Run
     received = 0
     with web.engine.begin() as conn:
         if settings.get().customer_conversions.enabled and not run_options.dry_run:
-            received = run_sql(conn, "conversions/receive_conversions.sql")["conversions/receive_conversions.sql"]
+            received = run_sql(conn, "conversions/receive_conversions.sql")["receive_conversions"]
         pending = conn.execute(
             sa.text("SELECT count(*) FROM web.customer_conversion WHERE processed_at IS NULL")
         ).scalar()

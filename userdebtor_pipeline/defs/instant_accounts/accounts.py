@@ -7,13 +7,12 @@ says the request or the login was decided commit together or not at all: a rerun
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from userdebtor_pipeline.defs.common import sql_steps
 from userdebtor_pipeline.defs.customer_mirror import mirror_customers
+from userdebtor_pipeline.defs.sql_file import SqlFile
 from userdebtor_pipeline.email import email_queued, issue_token, queue_email, token_link
 from userdebtor_pipeline.paths import read_sql
 from userdebtor_pipeline.settings import Settings
@@ -40,13 +39,17 @@ REGISTRATION_REASONS: dict[str, str] = {
 }
 
 
-@cache
-def _open_account_steps() -> dict[str, str]:
-    return dict(sql_steps("instant_accounts/open_account.sql"))
+# The statements of one approval, run one at a time: the Python decides between them.
+OPEN_ACCOUNT_SQL = SqlFile(
+    "instant_accounts/open_account.sql",
+    reads=("lock_request", "find_user", "address_proven", "create_user", "give_default_account",
+           "accounts_without_web_customer", "link_accounts", "remember_instant_account_user",
+           "remember_accounts_linked", "approve_request"),
+)
 
 
 def _step(conn: Connection, name: str, params: dict[str, object]) -> sa.CursorResult:
-    return conn.execute(sa.text(_open_account_steps()[name]), params)
+    return OPEN_ACCOUNT_SQL.execute(conn, name, params)
 
 
 @dataclass(frozen=True)
@@ -77,26 +80,26 @@ def open_instant_account(conn: Connection, request: ApprovedRequest, settings: S
     None when the request is no longer pending (another run, or the website, decided it meanwhile).
     """
     config = settings.instant_accounts
-    status = _step(conn, "lock the request", {"request_id": request.request_id}).scalar_one_or_none()
+    status = _step(conn, "lock_request", {"request_id": request.request_id}).scalar_one_or_none()
     if status != "pending":
         return None
-    user_id = _step(conn, "find the user", {"email_address": request.email_address}).scalar_one_or_none()
+    user_id = _step(conn, "find_user", {"email_address": request.email_address}).scalar_one_or_none()
     created = user_id is None
     # A1: a user made here has proven nothing yet; a reused one may have.
-    proven = not created and bool(_step(conn, "is the address proven", {"user_id": user_id}).scalar())
+    proven = not created and bool(_step(conn, "address_proven", {"user_id": user_id}).scalar())
     if created:
         user_id = _step(
             conn,
-            "create the user",
+            "create_user",
             {"email_address": request.email_address, "name": request.contact_name, "role": config.default_role,
              "default_code": None},
         ).scalar_one()
     codes = list(request.qualifying_codes) if proven else []
     mirrored = _link_accounts(conn, int(user_id), codes, settings) if proven else 0
-    _step(conn, "remember the instant-account user",
+    _step(conn, "remember_instant_account_user",
           {"user_id": user_id, "request_id": request.request_id, "linked": proven})
     queued = _queue_verify_email(conn, request, int(user_id), settings)
-    _step(conn, "approve the request", {"request_id": request.request_id, "reason": request.reason,
+    _step(conn, "approve_request", {"request_id": request.request_id, "reason": request.reason,
                                         "user_id": user_id})
     return OpenedAccount(request_id=request.request_id, user_id=int(user_id), user_created=created, accounts=codes,
                          customers_mirrored=mirrored, email_queued=queued)
@@ -105,10 +108,10 @@ def open_instant_account(conn: Connection, request: ApprovedRequest, settings: S
 def _link_accounts(conn: Connection, user_id: int, codes: list[str], settings: Settings) -> int:
     """I1's links of one user: a web customer for each account lacking one, the links, a default account."""
     config = settings.instant_accounts
-    lacking = list(_step(conn, "accounts without a web customer", {"codes": codes}).scalars())
+    lacking = list(_step(conn, "accounts_without_web_customer", {"codes": codes}).scalars())
     mirrored = mirror_customers(conn, lacking, config.cash_account_code)
-    _step(conn, "give a reused user a default account", {"user_id": user_id, "default_code": codes[0]})
-    _step(conn, "link the accounts", {"user_id": user_id, "codes": codes, "role": config.default_role})
+    _step(conn, "give_default_account", {"user_id": user_id, "default_code": codes[0]})
+    _step(conn, "link_accounts", {"user_id": user_id, "codes": codes, "role": config.default_role})
     return mirrored
 
 
@@ -122,7 +125,7 @@ def link_proven_instant_accounts(conn: Connection, settings: Settings) -> list[d
     ).mappings().all()
     for user in waiting:
         _link_accounts(conn, int(user["user_id"]), list(user["codes"]), settings)
-        _step(conn, "remember the accounts linked", {"user_id": user["user_id"]})
+        _step(conn, "remember_accounts_linked", {"user_id": user["user_id"]})
     return [{"user_id": u["user_id"], "accounts": ", ".join(u["codes"])} for u in waiting]
 
 

@@ -21,7 +21,6 @@ from userdebtor_pipeline.defs.common import (
     markdown_table,
     run_sql,
     sample,
-    sql_steps,
 )
 from userdebtor_pipeline.defs.expectations import check_frame
 from userdebtor_pipeline.defs.extract.assets import change_window, sync_run_started
@@ -35,6 +34,7 @@ from userdebtor_pipeline.defs.instant_accounts.accounts import (
 )
 from userdebtor_pipeline.defs.problems import Problem, record_problems
 from userdebtor_pipeline.defs.resources import RunOptions, SyncSettings, WebDatabase
+from userdebtor_pipeline.defs.sql_file import SqlFile
 from userdebtor_pipeline.settings import InstantAccountSettings
 
 PLAN = "plan"
@@ -42,6 +42,11 @@ LOAD = "load"
 # The loads of U2 and M1 that make users from ERP debtors and contacts. An approval runs after them, so it
 # reuses the user they made for the same email instead of making it first under their planned feet.
 USER_CREATING_LOADS = [dg.AssetKey("web_users_created"), dg.AssetKey("contact_links_applied")]
+# A dry run only finds the followed tokens; the rest of the file applies them.
+TOKENS_FOUND = ("followed_tokens", "find_followed_tokens")
+VERIFIED_TOKENS_SQL = SqlFile("instant_accounts/apply_verified_tokens.sql", reads=(*TOKENS_FOUND, "users_verified"))
+LOGINS_SQL = SqlFile("instant_accounts/apply_logins.sql",
+                     reads=("logins_stamped", "users_last_login_moved", "users_expired", "users_deactivated"))
 
 
 def _disabled() -> dg.MaterializeResult:
@@ -264,14 +269,9 @@ def verified_tokens_applied(context: dg.AssetExecutionContext, web: WebDatabase,
                             run_options: RunOptions) -> dg.MaterializeResult:
     watch = Stopwatch()
     config = settings.get()
-    steps = sql_steps("instant_accounts/apply_verified_tokens.sql")
     params = {"run_id": context.run.run_id}
     with web.engine.connect() as conn, conn.begin() as tx:
-        counts: dict[str, int] = {}
-        for name, statement in steps:
-            if run_options.dry_run and name not in ("followed tokens not dealt with yet", "find them"):
-                continue
-            counts[name] = conn.execute(sa.text(statement), params).rowcount
+        counts = VERIFIED_TOKENS_SQL.run(conn, params, only=TOKENS_FOUND if run_options.dry_run else None)
         by_verdict = _counts(conn, "SELECT verdict, count(*) FROM _followed_token GROUP BY verdict", params)
         preview = sample(conn, _TOKEN_SUMMARY)
         problems = []
@@ -289,7 +289,7 @@ def verified_tokens_applied(context: dg.AssetExecutionContext, web: WebDatabase,
         "tokens_used_again": by_verdict.get("used_again", 0),
         "tokens_without_user": by_verdict.get("no_user", 0),
         "tokens_of_deactivated_users": by_verdict.get("deactivated", 0),
-        "users_verified": max(counts.get("verify the users", 0), 0),
+        "users_verified": max(counts.get("users_verified", 0), 0),
     }
     return dg.MaterializeResult(
         metadata=counts_metadata(result, watch.seconds, dry_run=run_options.dry_run,
@@ -410,15 +410,12 @@ def login_decisions_applied(context: dg.AssetExecutionContext, web: WebDatabase,
     with web.engine.begin() as conn:
         # Emails first, while the events are locked and still unprocessed; the stamps follow in this transaction.
         emails = sum(queue_reverify_email(conn, login, config) for login in _reverify_logins(conn, context.run_id))
-        counts = run_sql(conn, "instant_accounts/apply_logins.sql", params)
+        counts = LOGINS_SQL.run(conn, params)
         preview = sample(conn, _LOGIN_SAMPLE, params)
     return dg.MaterializeResult(
         metadata=counts_metadata(
             {
-                "logins_stamped": counts["stamp the login events"],
-                "users_last_login_moved": counts["allowed logins move the last login forward"],
-                "users_expired": counts["users whose login needs a new confirmation expire"],
-                "users_deactivated": counts["users no account lists any more are deactivated"],
+                **{name: counts[name] for name in LOGINS_SQL.reads},
                 "reverify_emails_queued": emails,
             },
             watch.seconds,

@@ -17,7 +17,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from userdebtor_pipeline.defs.common import Stopwatch, change_window, counts_metadata, run_sql, sample
+from userdebtor_pipeline.defs.common import Stopwatch, change_window, counts_metadata, sample
 from userdebtor_pipeline.defs.contacts.load import contact_links_applied, customer_mirror
 from userdebtor_pipeline.defs.contacts.plan import USER_DEBTOR_LOADS
 from userdebtor_pipeline.defs.expectations import check_frame
@@ -31,6 +31,7 @@ from userdebtor_pipeline.defs.instant_accounts.assets import (
 )
 from userdebtor_pipeline.defs.problems import Problem, record_problems
 from userdebtor_pipeline.defs.resources import ErpDatabase, RunOptions, SyncSettings, WebDatabase
+from userdebtor_pipeline.defs.sql_file import SqlFile
 from userdebtor_pipeline.settings import Settings
 
 PLAN = "plan"
@@ -38,6 +39,14 @@ LOAD = "load"
 WATERMARK = "order_history"  # its value: the archive cut-off of the last load; its note: the settings digest
 # The check reads at most this many planned writes, the doubtful ones first, so its verdict holds for all.
 CHECK_ROW_LIMIT = 50_000
+# The steps that gather the orders a run looks at; their rows add up to orders_looked_at.
+ORDERS_LOOKED_AT = (
+    "orders_changed_since_last_run", "orders_deleted_since_last_run", "orders_of_accounts_changing_hands",
+    "in_store_orders_of_changed_users", "orders_passed_archive_days",
+)
+PLAN_SQL = SqlFile("orders/plan_order_history.sql", reads=ORDERS_LOOKED_AT)
+APPLY_SQL = SqlFile("orders/apply_order_history.sql",
+                    reads=("orders_removed", "orders_written", "accounts_shown", "accounts_no_longer_shown"))
 
 _PLAN_SAMPLE = (
     "SELECT action, order_no, customer_code, user_id, order_date, source, status, total, why"
@@ -97,7 +106,7 @@ def order_history_plan(context: dg.AssetExecutionContext, erp: ErpDatabase, web:
                     " VALUES (:run_id, :full, :cutoff, :digest)"),
             {"run_id": context.run_id, "full": full, "cutoff": cutoff, "digest": digest},
         )
-        steps = run_sql(conn, "orders/plan_order_history.sql", params)
+        steps = PLAN_SQL.run(conn, params)
         by_action = _counts(conn, "SELECT action, count(*) FROM userdebtor.plan_order_history"
                                   " WHERE run_id = :run_id GROUP BY action", params)
         accounts = _counts(conn, "SELECT action, count(*) FROM userdebtor.plan_order_account"
@@ -112,11 +121,7 @@ def order_history_plan(context: dg.AssetExecutionContext, erp: ErpDatabase, web:
     return dg.MaterializeResult(
         metadata=counts_metadata(
             {
-                "orders_looked_at": steps.get("orders changed since the last run (every order in a full reconcile)", 0)
-                + steps.get("orders the ERP deleted since the last run", 0)
-                + steps.get("orders of the accounts that change hands", 0)
-                + steps.get("in-store orders whose email is a new or changed user's", 0)
-                + steps.get("orders that passed archive_days since the last run", 0),
+                "orders_looked_at": sum(steps[name] for name in ORDERS_LOOKED_AT),
                 "orders_to_add": by_action.get("add", 0),
                 "orders_to_update": by_action.get("update", 0),
                 "orders_to_remove": by_action.get("remove", 0),
@@ -227,7 +232,7 @@ def order_history_synced(context: dg.AssetExecutionContext, web: WebDatabase, se
                     dry_run=True, planned_orders=dg.MetadataValue.md(preview),
                 )
             )
-        counts = run_sql(conn, "orders/apply_order_history.sql", params)
+        counts = APPLY_SQL.run(conn, params)
         reported = record_problems(
             conn, config, context.run_id,
             [Problem(kind="in_store_order_ambiguous_email", rule="O2", subject=f"order:{order_no}",
@@ -237,12 +242,12 @@ def order_history_synced(context: dg.AssetExecutionContext, web: WebDatabase, se
     return dg.MaterializeResult(
         metadata=counts_metadata(
             {
-                "orders_removed": counts["take away hidden, archived, unlinked and deleted orders"],
-                "orders_written": counts["add and update orders"],
+                "orders_removed": counts["orders_removed"],
+                "orders_written": counts["orders_written"],
                 "orders_added": by_action.get("add", 0),
                 "orders_updated": by_action.get("update", 0),
-                "accounts_shown": counts["accounts whose orders are shown, and to whom"],
-                "accounts_no_longer_shown": counts["accounts whose orders are no longer shown"],
+                "accounts_shown": counts["accounts_shown"],
+                "accounts_no_longer_shown": counts["accounts_no_longer_shown"],
                 "in_store_orders_ambiguous": reported,
             },
             watch.seconds,

@@ -9,12 +9,13 @@ import dagster as dg
 import sqlalchemy as sa
 from psycopg import sql
 
-from userdebtor_pipeline.defs.common import Stopwatch, markdown_table, run_sql, sql_steps
+from userdebtor_pipeline.defs.common import Stopwatch, markdown_table, run_sql
 from userdebtor_pipeline.defs.customer_mirror import mirror_customers
 from userdebtor_pipeline.defs.extract.assets import DEBTORS, scope_flags
 from userdebtor_pipeline.defs.extract.staging import copy_into_temp, stage
 from userdebtor_pipeline.defs.problems import record_set_aside
 from userdebtor_pipeline.defs.resources import ErpDatabase, RunOptions, SyncSettings, WebDatabase
+from userdebtor_pipeline.defs.sql_file import SqlFile
 from userdebtor_pipeline.defs.user_debtor.checks import new_debtors_vetted, new_users_vetted
 from userdebtor_pipeline.defs.user_debtor.guard import read_guard_verdict
 from userdebtor_pipeline.defs.user_debtor.plan import (
@@ -37,6 +38,10 @@ _NEW_DEBTOR_COLUMNS = tuple(c for c in DEB_MASTER_COLUMNS if c not in ("dr_date_
 _CHANGED_FIELDS = ("email", "name", "address1", "address2", "address3", "address4", "address5", "address6",
                    "phone_number", "postcode", "abn", "industry_code")
 _CHANGE_COLUMNS = ("dr_cust_code", *(c for f in _CHANGED_FIELDS for c in (f, f"{f}_way")))
+COMPLETE_DEBTORS_SQL = SqlFile("user_debtor/complete_debtor_creation.sql",
+                               reads=("reservations_completed", "collisions_released"))
+FIELD_CHANGES_WEB_SQL = SqlFile("user_debtor/apply_field_changes_web.sql",
+                                reads=("users", "bases", "conflicts_recorded"))
 
 
 def _skipped(reason: str) -> dg.MaterializeResult:
@@ -124,7 +129,7 @@ def erp_debtors_created(
                 before_merge=scope_flags(settings),
                 detect_deletes=False,
             )
-        counts = run_sql(conn, "user_debtor/complete_debtor_creation.sql")
+        counts = COMPLETE_DEBTORS_SQL.run(conn)
         linked = conn.execute(sa.text("SELECT count(*) FROM _new_link")).scalar()
         codes = list(conn.execute(sa.text("SELECT dr_cust_code FROM _new_link")).scalars())
         mirror_customers(conn, codes, config.instant_accounts.cash_account_code)
@@ -239,9 +244,8 @@ def field_changes_applied(
         )
         to_erp = erp_conn.execute(sa.text(read_sql("user_debtor/apply_field_changes_erp.sql"))).rowcount
     with web.engine.begin() as conn:
-        counts = run_sql(
+        counts = FIELD_CHANGES_WEB_SQL.run(
             conn,
-            "user_debtor/apply_field_changes_web.sql",
             {"policy": config.user_debtor.conflict_policy, "run_id": context.run_id},
         )
         reported = record_set_aside(conn, config, context.run_id)
@@ -298,4 +302,3 @@ def records_set_aside(
 
 
 assets = [erp_debtors_created, web_users_created, field_changes_applied, link_exits_applied, records_set_aside]
-_ = sql_steps  # the SQL files above are split into steps by run_sql

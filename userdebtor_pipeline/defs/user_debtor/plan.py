@@ -13,10 +13,13 @@ from sqlalchemy.engine import Connection
 from userdebtor_pipeline.defs.common import EMAIL_PATTERN, Stopwatch, change_window, run_sql, sample
 from userdebtor_pipeline.defs.extract.assets import change_window as change_window_asset
 from userdebtor_pipeline.defs.resources import RunOptions, SyncSettings, WebDatabase
+from userdebtor_pipeline.defs.sql_file import SqlFile
 from userdebtor_pipeline.defs.user_debtor.guard import record_guard_verdict
 from userdebtor_pipeline.settings import Settings
 
 GROUP = "plan"
+# U4's plan again for the pairs linked later in the run: its plan table is kept, not reset.
+FIELD_CHANGES_SQL = SqlFile("user_debtor/plan_field_changes.sql", reads=("reset", "reset_plan"))
 
 
 def plan_parameters(config: Settings, run_id: str, since: int, dry_run: bool) -> dict[str, Any]:
@@ -43,7 +46,7 @@ def plan_field_changes_of_new_links(conn: Connection, config: Settings, run_id: 
     """A3: add to this run's U4 plan the pairs that U1 and U2 linked after it was made (one home: the same SQL)."""
     window = change_window(conn, run_id)
     params = plan_parameters(config, run_id, window.upto, dry_run) | {"new_links_only": True}
-    run_sql(conn, "user_debtor/plan_field_changes.sql", params, skip=("reset", "reset_plan"))
+    FIELD_CHANGES_SQL.run(conn, params, skip=FIELD_CHANGES_SQL.reads)
 
 
 def _plan(

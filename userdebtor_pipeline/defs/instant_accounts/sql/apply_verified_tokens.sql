@@ -1,7 +1,8 @@
 -- Applies each followed token once (I3): verify_email / reverify make the user Active and verified, set_password proves the address (A1); a token followed again, too late, or of a Deactivated user changes nothing.
 -- Parameters: run_id. The first step alone is what a dry run reports.
 
--- step: followed tokens not dealt with yet
+-- step: followed_tokens
+-- Followed tokens not dealt with yet.
 CREATE TEMP TABLE IF NOT EXISTS _followed_token (
     token_hash  text PRIMARY KEY,
     user_id     bigint NOT NULL,
@@ -11,7 +12,7 @@ CREATE TEMP TABLE IF NOT EXISTS _followed_token (
     verdict     text NOT NULL           -- apply | expired | no_user | used_again | deactivated
 ) ON COMMIT DROP;
 
--- step: find them
+-- step: find_followed_tokens
 INSERT INTO _followed_token (token_hash, user_id, purpose, used_at, expires_at, verdict)
 SELECT t.token_hash, t.user_id, t.purpose, t.used_at, t.expires_at,
        CASE WHEN a.token_hash IS NOT NULL THEN 'used_again'   -- dealt with before, and used_at moved since
@@ -27,7 +28,7 @@ SELECT t.token_hash, t.user_id, t.purpose, t.used_at, t.expires_at,
    AND t.purpose IN ('verify_email', 'reverify', 'set_password')
    AND (a.token_hash IS NULL OR a.used_at IS DISTINCT FROM t.used_at);
 
--- step: verify the users
+-- step: users_verified
 -- A set_password link proves the address alone; a user waiting for the website's approval (U3) keeps waiting.
 UPDATE web.app_user u
    SET status = CASE WHEN f.verifies AND u.status <> 'PendingApproval' THEN 'Active' ELSE u.status END,
@@ -40,7 +41,8 @@ UPDATE web.app_user u
  WHERE u.user_id = f.user_id
    AND (f.verifies OR NOT u.email_verified);
 
--- step: remember the tokens dealt with
+-- step: tokens_remembered
+-- Remember the tokens dealt with.
 INSERT INTO userdebtor.verification_applied AS a (
     token_hash, user_id, purpose, used_at, outcome, first_run_id, last_run_id)
 SELECT token_hash, user_id, purpose, used_at, CASE WHEN verdict = 'apply' THEN 'applied' ELSE verdict END,

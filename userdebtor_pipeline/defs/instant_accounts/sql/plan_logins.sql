@@ -1,10 +1,11 @@
 -- Decides every unprocessed web.login_event of an instant-account user (I2), in occurred_at order: allowed, reverify_required or refused.
 -- Parameters: run_id, default_role, cash_account_code, excluded_codes (text[]), reverify_after_days.
 
--- step: forget the previous plan
+-- step: forget_previous_plan
 DELETE FROM userdebtor.plan_login;
 
--- step: decide each unprocessed login
+-- step: decide_logins
+-- Decide each unprocessed login.
 INSERT INTO userdebtor.plan_login (
     event_id, run_id, user_id, email_address, occurred_at, previous_login_at, outcome, reason)
 WITH event AS (
@@ -71,7 +72,8 @@ SELECT j.event_id, CAST(:run_id AS text), j.user_id, j.email_address, j.occurred
                  || ' days before this one.' END
   FROM judged j;
 
--- step: logins of users who are not instant-account users
+-- step: logins_of_other_users
+-- Logins of users who are not instant-account users.
 -- The website writes login events for instant accounts only; any other is left unprocessed and shown.
 INSERT INTO userdebtor.plan_login (
     event_id, run_id, user_id, email_address, occurred_at, previous_login_at, outcome, reason)

@@ -1,10 +1,11 @@
 -- Decides every pending web.registration_request (I1): approve it with its qualifying accounts, or reject it with a reason in words.
 -- Parameters: run_id, cash_account_code, excluded_codes (text[]), email_pattern, reason_kinds / reason_texts (text[]).
 
--- step: forget the previous plan
+-- step: forget_previous_plan
 DELETE FROM userdebtor.plan_registration;
 
--- step: decide each pending request
+-- step: decide_requests
+-- Decide each pending request.
 INSERT INTO userdebtor.plan_registration (
     request_id, run_id, email_address, account_code, decision, reason_kind, reason, qualifying_codes,
     default_code, existing_user_id, contact_name)

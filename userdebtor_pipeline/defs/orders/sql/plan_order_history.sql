@@ -1,18 +1,18 @@
 -- Plans web.order_history (O1, O2): the orders to add, update or take away, and the accounts whose orders change hands, looking only at what changed (all of it in a full reconcile).
 -- Parameters: run_id, full_reconcile, since (change_seq), cash_account_code, hidden_statuses (text[]), cutoff, previous_cutoff.
 
--- step: forget the previous account plan
+-- step: forget_previous_account_plan
 DELETE FROM userdebtor.plan_order_account;
 
--- step: forget the previous order plan
+-- step: forget_previous_order_plan
 DELETE FROM userdebtor.plan_order_history;
 
--- step: codes converted away
+-- step: codes_converted_away
 -- An order staged before its account was converted (C1) still carries the old code; it belongs to the new one.
 -- Only codes the ERP no longer has are followed, to the end of their chain of conversions.
 CREATE TEMP TABLE _converted_code (old_code text PRIMARY KEY, new_code text NOT NULL) ON COMMIT DROP;
 
--- step: follow the conversions
+-- step: follow_conversions
 INSERT INTO _converted_code (old_code, new_code)
 WITH RECURSIVE conversion AS (
     SELECT conversion_seq, old_code, new_code
@@ -36,10 +36,10 @@ SELECT f.start_code, f.code
  WHERE f.code <> f.start_code
    AND NOT EXISTS (SELECT 1 FROM userdebtor.erp_debtor d WHERE d.dr_cust_code = f.start_code);
 
--- step: accounts to look at
+-- step: accounts_to_look_at
 CREATE TEMP TABLE _account_candidate (customer_code text PRIMARY KEY) ON COMMIT DROP;
 
--- step: every account, in a full reconcile
+-- step: every_account_in_full_reconcile
 INSERT INTO _account_candidate (customer_code)
 SELECT customer_code FROM userdebtor.web_customer WHERE CAST(:full_reconcile AS boolean) AND is_debtor_customer
 UNION
@@ -48,7 +48,8 @@ UNION
 SELECT customer_code FROM userdebtor.order_account WHERE CAST(:full_reconcile AS boolean)
 ON CONFLICT DO NOTHING;
 
--- step: accounts that may have changed since the last run
+-- step: accounts_changed_since_last_run
+-- Accounts that may have changed since the last run.
 INSERT INTO _account_candidate (customer_code)
 -- newly integrated accounts
 SELECT c.customer_code FROM userdebtor.web_customer c
@@ -79,16 +80,17 @@ SELECT a.customer_code FROM userdebtor.web_user u
  WHERE NOT CAST(:full_reconcile AS boolean) AND u.change_seq > :since
 ON CONFLICT DO NOTHING;
 
--- step: know the accounts looked at
+-- step: analyze_accounts_looked_at
 ANALYZE _account_candidate;
 
--- step: where each account's orders belong
+-- step: where_account_orders_belong
+-- Where each account's orders belong.
 -- Shown: an integrated account (a web customer from the ERP) or one with an active user-debtor link, never the
 -- cash account (its orders are shown one by one, by email: O2). The user: the link's, else the only user
 -- whose default account it is.
 CREATE TEMP TABLE _account_state (customer_code text PRIMARY KEY, shown boolean NOT NULL, user_id bigint) ON COMMIT DROP;
 
--- step: state of the accounts looked at
+-- step: state_of_accounts_looked_at
 INSERT INTO _account_state (customer_code, shown, user_id)
 SELECT k.customer_code,
        k.customer_code <> :cash_account_code
@@ -101,7 +103,8 @@ SELECT k.customer_code,
   FROM _account_candidate k
   LEFT JOIN userdebtor.user_debtor_link l ON l.dr_cust_code = k.customer_code AND l.state = 'active';
 
--- step: accounts whose orders change hands
+-- step: accounts_changing_hands
+-- Accounts whose orders change hands.
 INSERT INTO userdebtor.plan_order_account (customer_code, run_id, action, user_id, previous_user_id)
 SELECT s.customer_code, :run_id,
        CASE WHEN NOT s.shown THEN 'remove' WHEN a.customer_code IS NULL THEN 'add' ELSE 'change_user' END,
@@ -111,21 +114,23 @@ SELECT s.customer_code, :run_id,
  WHERE (s.shown AND (a.customer_code IS NULL OR a.user_id IS DISTINCT FROM s.user_id))
     OR (NOT s.shown AND a.customer_code IS NOT NULL);
 
--- step: orders to look at
+-- step: orders_to_look_at
 CREATE TEMP TABLE _order_candidate (order_no text PRIMARY KEY) ON COMMIT DROP;
 
--- step: orders changed since the last run (every order in a full reconcile)
+-- step: orders_changed_since_last_run
+-- Orders changed since the last run (every order in a full reconcile).
 INSERT INTO _order_candidate (order_no)
 SELECT so_order_no FROM userdebtor.erp_sales_order
  WHERE CAST(:full_reconcile AS boolean) OR change_seq > :since;
 
--- step: orders the ERP deleted since the last run
+-- step: orders_deleted_since_last_run
+-- Orders the ERP deleted since the last run.
 INSERT INTO _order_candidate (order_no)
 SELECT so_order_no FROM userdebtor.erp_sales_order_gone
  WHERE NOT CAST(:full_reconcile AS boolean) AND change_seq > :since
 ON CONFLICT DO NOTHING;
 
--- step: orders of the accounts that change hands
+-- step: orders_of_accounts_changing_hands
 INSERT INTO _order_candidate (order_no)
 SELECT o.so_order_no
   FROM userdebtor.plan_order_account p
@@ -144,7 +149,8 @@ SELECT h.order_no
  WHERE p.action = 'remove'
 ON CONFLICT DO NOTHING;
 
--- step: in-store orders whose email is a new or changed user's
+-- step: in_store_orders_of_changed_users
+-- In-store orders whose email is a new or changed user's.
 -- Those of the user's email now, and those shown to the user under the email it had (a login change, A3).
 INSERT INTO _order_candidate (order_no)
 SELECT o.so_order_no
@@ -161,7 +167,8 @@ SELECT h.order_no
    AND h.customer_code = :cash_account_code
 ON CONFLICT DO NOTHING;
 
--- step: orders that passed archive_days since the last run
+-- step: orders_passed_archive_days
+-- Orders that passed archive_days since the last run.
 INSERT INTO _order_candidate (order_no)
 SELECT so_order_no FROM userdebtor.erp_sales_order
  WHERE NOT CAST(:full_reconcile AS boolean)
@@ -169,10 +176,11 @@ SELECT so_order_no FROM userdebtor.erp_sales_order
    AND so_order_date >= coalesce(CAST(:previous_cutoff AS timestamptz), '-infinity'::timestamptz)
 ON CONFLICT DO NOTHING;
 
--- step: know the orders looked at
+-- step: analyze_orders_looked_at
 ANALYZE _order_candidate;
 
--- step: the orders looked at, under their current account code
+-- step: orders_under_current_code
+-- The orders looked at, under their current account code.
 CREATE TEMP TABLE _order_desired ON COMMIT DROP AS
 SELECT k.order_no,
        o.so_order_no IS NOT NULL AS in_erp,
@@ -183,10 +191,11 @@ SELECT k.order_no,
   LEFT JOIN userdebtor.erp_sales_order o ON o.so_order_no = k.order_no
   LEFT JOIN _converted_code cc ON cc.old_code = o.so_cust_code;
 
--- step: know the orders' accounts
+-- step: analyze_orders_desired
 ANALYZE _order_desired;
 
--- step: state of the orders' other accounts
+-- step: state_of_other_order_accounts
+-- State of the orders' other accounts.
 INSERT INTO _account_state (customer_code, shown, user_id)
 SELECT k.customer_code,
        k.customer_code <> :cash_account_code
@@ -201,7 +210,8 @@ SELECT k.customer_code,
            AND NOT EXISTS (SELECT 1 FROM _account_state s WHERE s.customer_code = d.customer_code)) k
   LEFT JOIN userdebtor.user_debtor_link l ON l.dr_cust_code = k.customer_code AND l.state = 'active';
 
--- step: the user each in-store order's email belongs to
+-- step: in_store_order_owners
+-- The user each in-store order's email belongs to.
 -- A1: only a user who proved the address is shown an in-store order given with it.
 CREATE TEMP TABLE _in_store_owner ON COMMIT DROP AS
 SELECT d.order_no, count(*) FILTER (WHERE p.proven) AS users, min(u.user_id) FILTER (WHERE p.proven) AS user_id,
@@ -212,10 +222,11 @@ SELECT d.order_no, count(*) FILTER (WHERE p.proven) AS users, min(u.user_id) FIL
  WHERE d.customer_code = :cash_account_code AND d.source = 'POS' AND d.so_email IS NOT NULL
  GROUP BY d.order_no;
 
--- step: forget the previous waits for proof
+-- step: forget_previous_waits_for_proof
 DELETE FROM userdebtor.plan_link_proof WHERE rule = 'O2';
 
--- step: in-store orders waiting for their user to prove the address
+-- step: in_store_orders_waiting_for_proof
+-- In-store orders waiting for their user to prove the address.
 INSERT INTO userdebtor.plan_link_proof (rule, user_id, customer_code, email_address)
 SELECT DISTINCT 'O2', w.unproven_user_id, :cash_account_code, w.email_address
   FROM _in_store_owner w
@@ -223,7 +234,8 @@ SELECT DISTINCT 'O2', w.unproven_user_id, :cash_account_code, w.email_address
  WHERE w.users = 0 AND d.in_erp
 ON CONFLICT DO NOTHING;
 
--- step: the verdict on each order
+-- step: order_verdicts
+-- The verdict on each order.
 CREATE TEMP TABLE _order_verdict ON COMMIT DROP AS
 SELECT d.*,
        CASE WHEN NOT d.in_erp THEN 'hide'
@@ -252,10 +264,10 @@ SELECT d.*,
   LEFT JOIN _account_state s ON s.customer_code = d.customer_code
   LEFT JOIN _in_store_owner w ON w.order_no = d.order_no;
 
--- step: know the verdicts
+-- step: analyze_order_verdicts
 ANALYZE _order_verdict;
 
--- step: orders to add or update
+-- step: orders_to_add_or_update
 INSERT INTO userdebtor.plan_order_history (
     order_no, run_id, action, customer_code, user_id, order_date, source, status, total, why)
 SELECT v.order_no, :run_id, CASE WHEN h.order_no IS NULL THEN 'add' ELSE 'update' END,
@@ -267,7 +279,7 @@ SELECT v.order_no, :run_id, CASE WHEN h.order_no IS NULL THEN 'add' ELSE 'update
         OR (h.customer_code, h.user_id, h.order_date, h.source, h.status, h.total)
            IS DISTINCT FROM (v.customer_code, v.user_id, v.order_date, v.source, v.status, v.total));
 
--- step: orders to take away
+-- step: orders_to_take_away
 INSERT INTO userdebtor.plan_order_history (
     order_no, run_id, action, customer_code, user_id, order_date, source, status, total, why)
 SELECT h.order_no, :run_id, 'remove', h.customer_code, h.user_id, h.order_date, h.source, h.status, h.total, v.why
@@ -275,14 +287,16 @@ SELECT h.order_no, :run_id, 'remove', h.customer_code, h.user_id, h.order_date, 
   JOIN web.order_history h ON h.order_no = v.order_no
  WHERE v.verdict = 'hide';
 
--- step: in-store orders left alone because their email fits several users
+-- step: in_store_orders_ambiguous
+-- In-store orders left alone because their email fits several users.
 INSERT INTO userdebtor.plan_order_history (
     order_no, run_id, action, customer_code, user_id, order_date, source, status, total, why)
 SELECT v.order_no, :run_id, 'ambiguous', v.customer_code, NULL, v.order_date, v.source, v.status, v.total, v.why
   FROM _order_verdict v
  WHERE v.verdict = 'ambiguous';
 
--- step: orders the ERP deleted, in a full reconcile (whatever the history holds that the ERP has not)
+-- step: orders_deleted_in_full_reconcile
+-- Orders the ERP deleted, in a full reconcile: whatever the history holds that the ERP has not.
 INSERT INTO userdebtor.plan_order_history (
     order_no, run_id, action, customer_code, user_id, order_date, source, status, total, why)
 SELECT h.order_no, :run_id, 'remove', h.customer_code, h.user_id, h.order_date, h.source, h.status, h.total,
