@@ -22,7 +22,8 @@ import yaml
 
 from tests.dagster_services import BIN, CodeServer, Service, Webserver
 from tests.support import add_debtor, add_template, erp_change, one, write_settings
-from userdebtor_pipeline.defs.jobs import RETAILER_TAG, SYNC_JOB_NAME
+from userdebtor_pipeline.defs.jobs import SYNC_JOB_NAME
+from userdebtor_pipeline.defs.retailer import RETAILER_TAG
 from userdebtor_pipeline.schema import init_databases
 
 PROJECT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,8 @@ import pytest
 # The code location loads once per process, as a code server's does: a retailer named later tags the runs only.
 from tests.support import a_finished_and_a_held_run
 from userdebtor_pipeline import definitions  # noqa: F401
-from userdebtor_pipeline.defs.jobs import DEFAULT_RETAILER, RETAILER_ENV, RETAILER_TAG, SYNC_JOB_NAME, retailer_name
+from userdebtor_pipeline.defs.jobs import SYNC_JOB_NAME
+from userdebtor_pipeline.defs.retailer import DEFAULT_RETAILER, RETAILER_ENV, RETAILER_TAG, retailer_name
 from userdebtor_pipeline.instance import INSTANCE_YAML, dagster_home, open_instance
 
 PROJECT = Path(__file__).resolve().parent.parent

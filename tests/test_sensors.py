@@ -11,10 +11,11 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support import add_debtor, add_template, add_user, erp_change, one, rows, web_change, write_settings
-from userdebtor_pipeline.defs.jobs import RETAILER_TAG, SYNC_JOB_NAME, retailer_name
-from userdebtor_pipeline.defs.ops.failure import describe_failed_run, warning_settings
-from userdebtor_pipeline.defs.ops.sensors import erp_or_web_changed_sensor, sync_run_failed_warning
+from userdebtor_pipeline.defs.automation.failure import describe_failed_run, warning_settings
+from userdebtor_pipeline.defs.automation.sensors import erp_or_web_changed_sensor, sync_run_failed_warning
+from userdebtor_pipeline.defs.jobs import SYNC_JOB_NAME
 from userdebtor_pipeline.defs.resources import ErpDatabase, SyncSettings, WebDatabase
+from userdebtor_pipeline.defs.retailer import RETAILER_TAG, retailer_name
 from userdebtor_pipeline.operations.data_docs import write_check_report
 from userdebtor_pipeline.runner import run_sync
 

@@ -89,7 +89,7 @@ def run_sync(
 
 
 def _execute(job: dg.JobDefinition, run_config: dict[str, Any], instance: dg.DagsterInstance) -> SyncOutcome:
-    from userdebtor_pipeline.defs.jobs import RETAILER_TAG, retailer_name
+    from userdebtor_pipeline.defs.retailer import RETAILER_TAG, retailer_name
 
     # The retailer as this process sees it now (the job's own tag was read when the definitions loaded).
     result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False,
@@ -119,7 +119,7 @@ def _execute(job: dg.JobDefinition, run_config: dict[str, Any], instance: dg.Dag
 def _warn_about_failure(instance: dg.DagsterInstance, run_id: str) -> None:
     """A run from the terminal (or cron) is recorded held/failed and warned about, as the UI's sensor does."""
     from userdebtor_pipeline.db import engine_for, resolve_urls
-    from userdebtor_pipeline.defs.ops.failure import warn_about_failed_run
+    from userdebtor_pipeline.defs.automation.failure import warn_about_failed_run
 
     try:
         warn_about_failed_run(instance, instance.get_run_by_id(run_id), None, engine_for(resolve_urls().web))

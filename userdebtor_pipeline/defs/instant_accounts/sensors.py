@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import dagster as dg
 import sqlalchemy as sa
 
-from userdebtor_pipeline.defs.jobs import sync_in_progress, sync_job
+from userdebtor_pipeline.defs.automation.runs import sync_in_progress
+from userdebtor_pipeline.defs.jobs import SYNC_JOB_NAME
 from userdebtor_pipeline.defs.resources import WebDatabase
 from userdebtor_pipeline.paths import read_sql
 
@@ -48,7 +49,7 @@ def probe_pending_work(web: WebDatabase) -> PendingWork:
 
 @dg.sensor(
     name="instant_account_requests_sensor",
-    job=sync_job,
+    job_name=SYNC_JOB_NAME,
     minimum_interval_seconds=MINIMUM_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Starts a sync when a registration request is pending or an instant-account login waits for "
@@ -69,5 +70,3 @@ def instant_account_requests_sensor(context: dg.SensorEvaluationContext,
         tags={"userdebtor/trigger": "instant_account_requests_sensor"},
     )
 
-
-sensors = [instant_account_requests_sensor]

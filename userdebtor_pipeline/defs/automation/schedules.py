@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from userdebtor_pipeline.defs.jobs import sync_job
+from userdebtor_pipeline.defs.jobs import SYNC_JOB_NAME
 from userdebtor_pipeline.settings import load_settings
 
 
@@ -21,7 +21,7 @@ _schedule = _schedule_settings()
 
 changed_since_sync_schedule = dg.ScheduleDefinition(
     name="changed_since_sync",
-    job=sync_job,
+    job_name=SYNC_JOB_NAME,
     cron_schedule=_schedule.changed_since_cron,
     execution_timezone=_schedule.timezone,
     run_config={"resources": {"run_options": {"config": {"full": False}}}},
@@ -31,12 +31,10 @@ changed_since_sync_schedule = dg.ScheduleDefinition(
 
 nightly_full_reconcile_schedule = dg.ScheduleDefinition(
     name="nightly_full_reconcile",
-    job=sync_job,
+    job_name=SYNC_JOB_NAME,
     cron_schedule=_schedule.full_reconcile_cron,
     execution_timezone=_schedule.timezone,
     run_config={"resources": {"run_options": {"config": {"full": True}}}},
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Reconciles everything, deletes included, once a night.",
 )
-
-schedules = [changed_since_sync_schedule, nightly_full_reconcile_schedule]

@@ -20,9 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from userdebtor_pipeline.db import check_reachable
-from userdebtor_pipeline.defs.instant_accounts.sensors import instant_account_requests_sensor
-from userdebtor_pipeline.defs.jobs import sync_in_progress, sync_job
-from userdebtor_pipeline.defs.ops.failure import warn_about_failed_run
+from userdebtor_pipeline.defs.automation.failure import warn_about_failed_run
+from userdebtor_pipeline.defs.automation.runs import sync_in_progress
+from userdebtor_pipeline.defs.jobs import SYNC_JOB_NAME
 from userdebtor_pipeline.defs.resources import ErpDatabase, SyncSettings, WebDatabase
 
 # The probe costs milliseconds, so an edit on either side starts a run within 15 s.
@@ -66,7 +66,7 @@ def changed_sources(marks: Mapping[str, Any], seen: Mapping[str, Any]) -> list[s
 
 @dg.sensor(
     name="erp_or_web_changed_sensor",
-    job=sync_job,
+    job_name=SYNC_JOB_NAME,
     minimum_interval_seconds=CHANGE_PROBE_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Starts a changed-since sync when a debtor, contact, sales order or code conversion changed in "
@@ -108,4 +108,3 @@ def sync_run_failed_warning(context: dg.RunFailureSensorContext, web: WebDatabas
                      warning.failed.outcome, queued, warning.delivery.sent)
 
 
-sensors = [erp_or_web_changed_sensor, sync_run_failed_warning, instant_account_requests_sensor]
