@@ -1,8 +1,8 @@
 """PRONTO-style filter queries over `erp.deb_master` (CONTRACT.md, "Filter queries").
 
 A filter such as ``dr-cust-type like "WEB_%"`` is read by a small hand-written tokenizer and a
-recursive-descent parser and turned into a SQLAlchemy expression. Values only ever become bound
-parameters; no part of the filter text reaches the SQL as text, and anything outside the grammar
+recursive-descent parser (the tokens are `filter_tokens`') and turned into a SQLAlchemy expression. Values
+only ever become bound parameters; no part of the filter text reaches the SQL as text, and anything outside the grammar
 (functions, sub-queries, ``;``, comments, unknown columns) is refused with the position of the problem.
 
 Grammar (keywords case-insensitive; ``not`` binds tighter than ``and``, which binds tighter than ``or``)::
@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
-from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
+
+from userdebtor_pipeline.contract import DEB_MASTER_COLUMNS, deb_master_table
+from userdebtor_pipeline.filter_tokens import FilterError, Token, tokenize
 
 __all__ = [
     "DEB_MASTER_COLUMNS",
@@ -41,30 +42,6 @@ __all__ = [
     "validate_filter",
 ]
 
-DEB_MASTER_COLUMNS: tuple[str, ...] = (
-    "dr_cust_code",
-    "dr_cust_name",
-    "dr_cust_type",
-    "dr_email",
-    "dr_phone",
-    "dr_addr_1",
-    "dr_addr_2",
-    "dr_addr_3",
-    "dr_addr_4",
-    "dr_addr_5",
-    "dr_addr_6",
-    "dr_postcode",
-    "dr_abn",
-    "dr_industry_code",
-    "dr_price_code",
-    "dr_tax_code",
-    "dr_territory",
-    "dr_credit_limit",
-    "dr_account_status",
-    "dr_date_created",
-    "dr_date_last_changed",
-)
-
 # Bounds that keep a hostile or mistaken filter from costing more than a settings check should.
 MAX_FILTER_LENGTH = 10_000
 MAX_NESTING = 50
@@ -74,144 +51,7 @@ _KEYWORDS = frozenset({"and", "or", "not", "like", "in", "is", "null"})
 _SQL_WORDS = frozenset(
     {"select", "from", "where", "union", "exists", "insert", "update", "delete", "drop", "with", "values"}
 )
-_COMPARISONS = ("<>", "!=", "<=", ">=", "=", "<", ">")
 _OPERATOR_HINT = "=, <>, !=, <, <=, >, >=, like, not like, in (...), not in (...), is null, is not null"
-
-
-class FilterError(ValueError):
-    """A filter that does not parse; the message names what is wrong, its position and an excerpt."""
-
-    def __init__(self, message: str, text: str = "", offset: int | None = None, note: str = "") -> None:
-        self.reason = message
-        self.text = text
-        self.offset = offset  # 0-based index into `text`, or None when the problem has no single place
-        self.position = None if offset is None else offset + 1  # 1-based, as shown in the message
-        if offset is not None:
-            message = f"{message} at position {offset + 1}\n{_excerpt(text, offset)}"
-        if note:
-            message = f"{message}\n{note}"
-        super().__init__(message)
-
-
-def _excerpt(text: str, offset: int, width: int = 36) -> str:
-    """The text around `offset` on one line, with a caret under the offending character."""
-    start = max(0, offset - width)
-    end = min(len(text), offset + width)
-    # Line breaks and tabs would misalign the caret; a filter is one expression anyway.
-    snippet = "".join(" " if ch in "\r\n\t" else ch for ch in text[start:end])
-    prefix = "..." if start > 0 else ""
-    suffix = "..." if end < len(text) else ""
-    return f"  {prefix}{snippet}{suffix}\n  {' ' * (len(prefix) + offset - start)}^"
-
-
-# --------------------------------------------------------------------------------------------- tokens
-
-
-@dataclass(frozen=True, slots=True)
-class _Token:
-    kind: str  # "ident", "string", "number", "op", "(", ")", ",", "eof"
-    value: str  # identifiers as written; strings unescaped; numbers and operators as written
-    pos: int  # 0-based offset of the token's first character
-
-    @property
-    def word(self) -> str:
-        """Lower-case identifier, for keyword comparisons."""
-        return self.value.lower() if self.kind == "ident" else ""
-
-    def describe(self) -> str:
-        if self.kind == "eof":
-            return "end of filter"
-        if self.kind == "string":
-            return "string " + _quote(self.value)
-        return _quote(self.value)
-
-
-def _quote(value: str, limit: int = 30) -> str:
-    shown = value if len(value) <= limit else value[: limit - 3] + "..."
-    return repr(shown)
-
-
-def _is_ident_start(ch: str) -> bool:
-    return ch.isascii() and (ch.isalpha() or ch == "_")
-
-
-def _is_ident_char(ch: str) -> bool:
-    return ch.isascii() and (ch.isalnum() or ch == "_")
-
-
-def _tokenize(text: str) -> Iterator[_Token]:
-    """Yield the tokens of `text` one at a time, so that the first problem from the left is reported."""
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch in " \t\r\n":
-            i += 1
-            continue
-        two = text[i : i + 2]
-        if two in ("--", "/*"):
-            raise FilterError(f"comments ({two!r}) are not allowed in a filter", text, i)
-        if _is_ident_start(ch):
-            start = i
-            i += 1
-            # PRONTO names use hyphens (`dr-cust-type`); a hyphen belongs to the name only when a name
-            # character follows, so `--` still reads as a comment and is refused.
-            while i < n and (
-                _is_ident_char(text[i]) or (text[i] == "-" and i + 1 < n and _is_ident_char(text[i + 1]))
-            ):
-                i += 1
-            yield _Token("ident", text[start:i], start)
-            continue
-        if ch in "'\"":
-            start = i
-            value, i = _read_string(text, i)
-            yield _Token("string", value, start)
-            continue
-        if ch.isdigit() or (ch == "-" and i + 1 < n and text[i + 1].isdigit()):
-            start = i
-            i += 1
-            while i < n and text[i].isdigit():
-                i += 1
-            if i < n and text[i] == ".":
-                i += 1
-                if i >= n or not text[i].isdigit():
-                    raise FilterError("a decimal point must be followed by digits", text, i - 1)
-                while i < n and text[i].isdigit():
-                    i += 1
-            if i < n and (_is_ident_char(text[i]) or text[i] == "."):
-                raise FilterError(f"malformed number {text[start : i + 1]!r}", text, start)
-            yield _Token("number", text[start:i], start)
-            continue
-        op = next((o for o in _COMPARISONS if text.startswith(o, i)), None)
-        if op is not None:
-            yield _Token("op", op, i)
-            i += len(op)
-            continue
-        if ch in "(),":
-            yield _Token(ch, ch, i)
-            i += 1
-            continue
-        raise FilterError(f"unexpected {ch!r}", text, i)
-    yield _Token("eof", "", n)
-
-
-def _read_string(text: str, start: int) -> tuple[str, int]:
-    """Read a quoted string starting at `start`; a doubled quote stands for one quote character.
-
-    Returns the unescaped value and the index just after the closing quote.
-    """
-    quote = text[start]
-    parts: list[str] = []
-    i = start + 1
-    while True:
-        end = text.find(quote, i)
-        if end < 0:
-            raise FilterError("unterminated string", text, start)
-        parts.append(text[i:end])
-        if text.startswith(quote * 2, end):
-            parts.append(quote)
-            i = end + 2
-            continue
-        return "".join(parts), end + 1
 
 
 # --------------------------------------------------------------------------------------------- parser
@@ -220,15 +60,15 @@ def _read_string(text: str, start: int) -> tuple[str, int]:
 class _Parser:
     def __init__(self, text: str, columns: Mapping[str, ColumnElement[Any]]) -> None:
         self.text = text
-        self._stream = _tokenize(text)
-        self._lookahead: list[_Token] = []
+        self._stream = tokenize(text)
+        self._lookahead: list[Token] = []
         self.depth = 0
         # Canonical spelling: lower case, underscores. `dr-cust-type` and `DR_CUST_TYPE` are one column.
         self.columns = {_canonical(name): column for name, column in columns.items()}
 
     # -- helpers
 
-    def peek(self, ahead: int = 1) -> _Token:
+    def peek(self, ahead: int = 1) -> Token:
         """The token `ahead` places after the current one (the end token repeats once reached)."""
         while len(self._lookahead) <= ahead:
             if self._lookahead and self._lookahead[-1].kind == "eof":
@@ -237,10 +77,10 @@ class _Parser:
         return self._lookahead[ahead]
 
     @property
-    def tok(self) -> _Token:
+    def tok(self) -> Token:
         return self.peek(0)
 
-    def advance(self) -> _Token:
+    def advance(self) -> Token:
         token = self.tok
         if token.kind != "eof":
             self._lookahead.pop(0)
@@ -249,17 +89,17 @@ class _Parser:
     def at_word(self, word: str) -> bool:
         return self.tok.word == word
 
-    def error(self, message: str, token: _Token | None = None) -> FilterError:
+    def error(self, message: str, token: Token | None = None) -> FilterError:
         token = token or self.tok
         return FilterError(message, self.text, token.pos)
 
-    def unexpected(self, expected: str, token: _Token | None = None) -> FilterError:
+    def unexpected(self, expected: str, token: Token | None = None) -> FilterError:
         token = token or self.tok
         if token.kind == "eof":
             return self.error(f"unexpected end of filter; expected {expected}", token)
         return self.error(f"unexpected {token.describe()}; expected {expected}", token)
 
-    def expect(self, kind: str, expected: str) -> _Token:
+    def expect(self, kind: str, expected: str) -> Token:
         if self.tok.kind != kind:
             raise self.unexpected(expected)
         return self.advance()
@@ -368,7 +208,7 @@ class _Parser:
         self.advance()
         return column
 
-    def value(self, column: ColumnElement[Any], column_token: _Token) -> Any:
+    def value(self, column: ColumnElement[Any], column_token: Token) -> Any:
         token = self.tok
         if token.kind in ("string", "number"):
             self.advance()
@@ -389,7 +229,7 @@ class _Parser:
             raise self.unexpected("a quoted string or a number")
         raise self.unexpected("a quoted string or a number")
 
-    def value_list(self, column: ColumnElement[Any], column_token: _Token) -> list[Any]:
+    def value_list(self, column: ColumnElement[Any], column_token: Token) -> list[Any]:
         self.expect("(", "'(' to start the list of values")
         if self.tok.word == "select":
             raise self.error("sub-queries are not allowed")
@@ -426,7 +266,7 @@ def _is_text(column: ColumnElement[Any]) -> bool:
     return isinstance(column.type, sa.String | sa.types.NullType)
 
 
-def _coerce(token: _Token, column: ColumnElement[Any], column_token: _Token, text: str) -> Any:
+def _coerce(token: Token, column: ColumnElement[Any], column_token: Token, text: str) -> Any:
     """The Python value to bind for `token`, typed to suit `column`.
 
     Checking here, rather than letting the database refuse the query, turns a wrong value into a settings
@@ -500,34 +340,6 @@ def parse_filter(text: str, columns: Mapping[str, ColumnElement[Any]]) -> Column
 def filter_columns_of(table: sa.FromClause) -> dict[str, ColumnElement[Any]]:
     """The `columns` argument of `parse_filter` for a table (or any selectable), keyed by column name."""
     return {column.name: column for column in table.columns}
-
-
-@cache
-def deb_master_table() -> sa.Table:
-    """A SQLAlchemy description of `erp.deb_master` as the contract defines it (not reflected)."""
-    types: dict[str, sa.types.TypeEngine[Any]] = {
-        "dr_credit_limit": sa.Numeric(14, 2),
-        "dr_date_created": sa.DateTime(timezone=True),
-        "dr_date_last_changed": sa.DateTime(timezone=True),
-    }
-    not_null = {
-        "dr_cust_code",
-        "dr_cust_name",
-        "dr_cust_type",
-        "dr_account_status",
-        "dr_date_created",
-        "dr_date_last_changed",
-    }
-    columns = [
-        sa.Column(
-            name,
-            types.get(name, sa.Text()),
-            primary_key=name == "dr_cust_code",
-            nullable=name not in not_null,
-        )
-        for name in DEB_MASTER_COLUMNS
-    ]
-    return sa.Table("deb_master", sa.MetaData(), *columns, schema="erp")
 
 
 def validate_filter(text: str) -> None:

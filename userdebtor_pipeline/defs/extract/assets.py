@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
 
+from userdebtor_pipeline.contract import DEB_MASTER_COLUMNS
 from userdebtor_pipeline.defs.common import Stopwatch, counts_metadata
 from userdebtor_pipeline.defs.extract.staging import (
     ExtractResult,
@@ -17,7 +18,7 @@ from userdebtor_pipeline.defs.extract.staging import (
     write_watermark,
 )
 from userdebtor_pipeline.defs.resources import ErpDatabase, RunOptions, SyncLock, SyncSettings, WebDatabase
-from userdebtor_pipeline.filters import DEB_MASTER_COLUMNS, filter_columns_of, parse_filter
+from userdebtor_pipeline.filters import filter_columns_of, parse_filter
 from userdebtor_pipeline.preflight import check_before_writing
 
 GROUP = "extract"

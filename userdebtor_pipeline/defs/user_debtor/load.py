@@ -9,6 +9,7 @@ import dagster as dg
 import sqlalchemy as sa
 from psycopg import sql
 
+from userdebtor_pipeline.contract import DEB_MASTER_COLUMNS, SYNCABLE_FIELDS
 from userdebtor_pipeline.defs.common import Stopwatch, markdown_table, run_sql
 from userdebtor_pipeline.defs.customer_mirror import mirror_customers
 from userdebtor_pipeline.defs.extract.assets import DEBTORS, scope_flags
@@ -27,7 +28,6 @@ from userdebtor_pipeline.defs.user_debtor.plan import (
     users_to_create,
 )
 from userdebtor_pipeline.defs.welcome import queue_welcome_email
-from userdebtor_pipeline.filters import DEB_MASTER_COLUMNS
 from userdebtor_pipeline.paths import read_sql
 from userdebtor_pipeline.progress import Progress
 
@@ -35,8 +35,7 @@ GROUP = "load"
 USER_CHUNK = 2_000  # users created per transaction: their links, tokens and welcome emails commit together
 # Every deb_master column but the dates, which the ERP's insert stamps itself.
 _NEW_DEBTOR_COLUMNS = tuple(c for c in DEB_MASTER_COLUMNS if c not in ("dr_date_created", "dr_date_last_changed"))
-_CHANGED_FIELDS = ("email", "name", "address1", "address2", "address3", "address4", "address5", "address6",
-                   "phone_number", "postcode", "abn", "industry_code")
+_CHANGED_FIELDS = tuple(spec.sync_key for spec in SYNCABLE_FIELDS)  # as plan_field_change_by_pair names them
 _CHANGE_COLUMNS = ("dr_cust_code", *(c for f in _CHANGED_FIELDS for c in (f, f"{f}_way")))
 COMPLETE_DEBTORS_SQL = SqlFile("user_debtor/complete_debtor_creation.sql",
                                reads=("reservations_completed", "collisions_released"))
