@@ -29,7 +29,7 @@ import yaml
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
-from userdebtor_pipeline.defs.common import run_sql
+from userdebtor_pipeline.defs.common import EMAIL_PATTERN, run_sql
 from userdebtor_pipeline.defs.user_debtor.plan import plan_parameters
 from userdebtor_pipeline.settings import Settings, parse_settings
 
@@ -43,8 +43,10 @@ def _user_debtor(config: Settings) -> dict[str, Any]:
     return plan_parameters(config, RUN_ID, 0, False)
 
 
-# Where a plan's bound values come from: the asset's own function where it has one; params.yaml gives the rest.
+# Where a plan's bound values come from: the asset's own function where it has one; every plan gets the run id
+# and the project's email pattern; params.yaml gives the rest.
 PARAMETERS: dict[str, Callable[[Settings], dict[str, Any]]] = {"user_debtor": _user_debtor}
+_EVERY_PLAN = {"run_id": RUN_ID, "email_pattern": EMAIL_PATTERN}
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class GoldenCase:
 
     def parameters(self) -> dict[str, Any]:
         config = parse_settings(self.read("settings.yaml") or {}, str(self.folder / "settings.yaml"))
-        given = PARAMETERS.get(self.domain, lambda _config: {})(config)
+        given = _EVERY_PLAN | PARAMETERS.get(self.domain, lambda _config: {})(config)
         return given | {key: moment(value) for key, value in (self.read("params.yaml") or {}).items()}
 
 
@@ -109,23 +111,26 @@ def _required_columns(conn: Connection, table: str) -> dict[str, str]:
 
 
 def load_rows(conn: Connection, table: str, rows: list[dict[str, Any]]) -> None:
-    """Insert `rows` into `table` through jsonb_populate_recordset: values bound, typed by the table's row type."""
-    if not rows:
-        return
+    """Insert `rows` into `table` through jsonb_populate_recordset: values bound, typed by the table's row type.
+
+    Rows are inserted in groups of the same columns, so a column a row leaves out takes its default, not null.
+    """
     required = _required_columns(conn, table)
-    columns = list(dict.fromkeys([*(c for row in rows for c in row), *required]))
-    filled = [
-        {c: moment(row[c]) if c in row else moment(_NEUTRAL.get(required.get(c, ""))) for c in columns}
-        for row in rows
-    ]
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        columns = tuple(dict.fromkeys([*row, *required]))
+        groups.setdefault(columns, []).append(
+            {c: moment(row[c] if c in row else _NEUTRAL.get(required[c])) for c in columns}
+        )
     schema, name = table.split(".")
     target = sql.Identifier(schema, name)
-    names = sql.SQL(", ").join(map(sql.Identifier, columns))
-    statement = sql.SQL(
-        "INSERT INTO {target} ({names}) OVERRIDING SYSTEM VALUE"
-        " SELECT {names} FROM jsonb_populate_recordset(NULL::{target}, CAST(:rows AS jsonb))"
-    ).format(target=target, names=names)
-    conn.execute(sa.text(statement.as_string()), {"rows": json.dumps(filled, default=str)})
+    for columns, filled in groups.items():
+        names = sql.SQL(", ").join(map(sql.Identifier, columns))
+        statement = sql.SQL(
+            "INSERT INTO {target} ({names}) OVERRIDING SYSTEM VALUE"
+            " SELECT {names} FROM jsonb_populate_recordset(NULL::{target}, CAST(:rows AS jsonb))"
+        ).format(target=target, names=names)
+        conn.execute(sa.text(statement.as_string()), {"rows": json.dumps(filled, default=str)})
 
 
 def table_rows(conn: Connection, table: str, columns: list[str]) -> list[dict[str, Any]]:
