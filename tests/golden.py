@@ -7,7 +7,8 @@ mozilla/bigquery-etl's `tests/sql/.../<test>/` folders) holding
 - `settings.yaml` (optional): settings sections over the defaults, as in userdebtor.yaml;
 - `params.yaml` (optional): bound values over those the plan's own parameter function gives;
 - `expect.yaml`: `<schema>.<table>: [rows]` for each table the case checks. Only the columns the expected rows
-  name are compared, every row of the table is (an empty list: the table holds no row), in any order.
+  name are compared (a column one row leaves out is expected null there), but every row of the table is (an
+  empty list: the table holds no row), in any order.
 
 A value `now`, `now-400d` or `now+2h` stands for a moment relative to the case's run. A NOT NULL input column
 without a default that a case leaves out takes a neutral value of its type ('' for text, false, 0, a change
