@@ -30,6 +30,10 @@ def test_every_plan_has_golden_cases():
         "user_debtor/plan_users_to_create.sql",
         "user_debtor/plan_field_changes.sql",
         "user_debtor/plan_link_exits.sql",
+        "contacts/plan_contact_links.sql",
+        "contacts/plan_customer_mirror.sql",
+        "orders/plan_order_history.sql",
+        "instant_accounts/plan_registrations.sql",
     }
 
 
