@@ -1,0 +1,1 @@
+ANALYZE seed_user_email;
