@@ -51,7 +51,7 @@ CONTACTS = ExtractSpec(
     ),
     changed_column="contact_date_last_changed",
 )
-# The CRM master has no change stamp: it is read whole every run (two narrow columns).
+# The CRM master has no change stamp: its key ranges are compared by checksum, and those that differ read.
 CONTACT_ACCOUNTS = ExtractSpec(
     name="erp_contact_account",
     source=("erp", "crm_contact_account"),
@@ -282,7 +282,7 @@ def staged_crm_contacts(erp: ErpDatabase, web: WebDatabase, run_options: RunOpti
     watch = Stopwatch()
     with web.engine.begin() as conn:
         contacts = stage(CONTACTS, source=erp.engine, web=conn, full=run_options.full)
-        accounts = stage(CONTACT_ACCOUNTS, source=erp.engine, web=conn, full=True)
+        accounts = stage(CONTACT_ACCOUNTS, source=erp.engine, web=conn, full=run_options.full)
     return dg.MaterializeResult(
         metadata=counts_metadata(
             {
@@ -349,10 +349,10 @@ def staged_web_users(web: WebDatabase, run_options: RunOptions) -> dg.Materializ
     deps=[sync_run_started, CONVERSIONS_APPLIED],
     description="Web customer accounts (customer): status, cash account and approval flags.",
 )
-def staged_web_customers(web: WebDatabase) -> dg.MaterializeResult:
+def staged_web_customers(web: WebDatabase, run_options: RunOptions) -> dg.MaterializeResult:
     watch = Stopwatch()
     with web.engine.begin() as conn:
-        result = stage(WEB_CUSTOMERS, source=conn, web=conn, full=True)
+        result = stage(WEB_CUSTOMERS, source=conn, web=conn, full=run_options.full)
     return _result(result, watch)
 
 
@@ -367,7 +367,7 @@ def stage_what_the_loads_wrote(conn: Connection, erp: Engine, settings: SyncSett
                     detect_deletes=False)
     users = stage(WEB_USERS, source=conn, web=conn, full=False, detect_deletes=False,
                   before_merge=remember_defaults_left)
-    customers = stage(WEB_CUSTOMERS, source=conn, web=conn, full=True)
+    customers = stage(WEB_CUSTOMERS, source=conn, web=conn, full=False)
     return {"debtors_restaged": debtors.changed, "users_restaged": users.changed,
             "customers_restaged": customers.changed}
 

@@ -1,7 +1,9 @@
-"""Stage one source table into its mirror in schema `userdebtor`, in bulk.
+"""Stage one source table into its mirror in schema `userdebtor`, in bulk, reading only what changed.
 
 ERP rows cross databases by COPY (streamed, bounded memory); web rows are read in place. A mirror row
-gets a new `change_seq` only when its content changed, so plans can ask "what changed since".
+gets a new `change_seq` only when its content changed, so plans can ask "what changed since". Rows are read
+by their change stamp; what a stamp cannot tell (rows that committed late, deletes, a table without a stamp)
+is found by key-range checksums (checksums.py), and only the ranges that differ are read.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Connection, Engine
 
-# Rows stamped a little before the watermark are read again: a transaction that committed late with an
-# earlier stamp is not missed. Reading a row twice costs nothing: unchanged rows keep their change_seq.
+from userdebtor_pipeline.defs.extract.checksums import differing_buckets, in_buckets, sums_query
+
+# Rows stamped a little before the watermark may belong to a transaction that committed after the last read: their
+# stamps are compared with the mirror's by key range, and the ranges that differ are read again.
 WATERMARK_OVERLAP = timedelta(minutes=5)
 # A mirror that took this many changed rows is analyzed at once: the plans of the same run join it, and
 # autovacuum's analyze may come minutes later (a first load planned on a mirror thought empty runs for hours).
@@ -72,16 +76,6 @@ def write_watermark(conn: Connection, name: str, value: datetime | None, note: s
         ),
         {"n": name, "v": value, "note": note},
     )
-
-
-def _source_query(spec: ExtractSpec, since: datetime | None, columns: tuple[str, ...]) -> sql.Composable:
-    query = sql.SQL("SELECT {cols} FROM {table}").format(cols=_cols(columns), table=_ident(*spec.source))
-    if since is not None and spec.changed_column:
-        # COPY takes no bind parameters; the watermark (our own timestamp, never a setting) is quoted by psycopg.
-        query = sql.SQL("{q} WHERE {col} >= {since}").format(
-            q=query, col=_ident(spec.changed_column), since=sql.Literal(since - WATERMARK_OVERLAP)
-        )
-    return query
 
 
 def copy_into_temp(
@@ -162,11 +156,14 @@ def _merge(web: Connection, spec: ExtractSpec, temp: str) -> int:
     return cur.rowcount
 
 
-def _delete_missing(web: Connection, spec: ExtractSpec, keys_table: str) -> int:
-    statement = sql.SQL("DELETE FROM {mirror} m WHERE NOT EXISTS (SELECT 1 FROM {keys} k WHERE {match})").format(
+def _delete_missing(web: Connection, spec: ExtractSpec, keys_table: str, buckets: list[int] | None = None) -> int:
+    """Drop mirror rows whose key `keys_table` lacks; with `buckets`, only in those buckets (the keys were copied
+    for them alone)."""
+    statement = sql.SQL("DELETE FROM {mirror} m WHERE NOT EXISTS (SELECT 1 FROM {keys} k WHERE {match}){only}").format(
         mirror=_ident("userdebtor", spec.mirror),
         keys=_ident(keys_table),
         match=sql.SQL(" AND ").join(sql.SQL("k.{c} = m.{c}").format(c=_ident(c)) for c in spec.key),
+        only=sql.SQL("") if buckets is None else sql.SQL(" AND {b}").format(b=in_buckets(spec.key, buckets, "m")),
     )
     if spec.gone_table:
         # The plans of this and later runs find what went by change_seq, without comparing whole tables.
@@ -179,6 +176,98 @@ def _delete_missing(web: Connection, spec: ExtractSpec, keys_table: str) -> int:
     return cur.rowcount
 
 
+class _Staging:
+    """One table's staging in one transaction of the web database: batches of source rows into the mirror."""
+
+    def __init__(self, spec: ExtractSpec, source: Engine | Connection, web: Connection,
+                 before_merge: Callable[[Connection, str], None] | None) -> None:
+        self.spec, self.source, self.web, self.before_merge = spec, source, web, before_merge
+        self.pg = web.connection.driver_connection
+        self.temp = f"_in_{spec.mirror}"
+        self.mirror = ("userdebtor", spec.mirror)
+        self.newest: datetime | None = None
+        self.pg.execute(
+            sql.SQL("CREATE TEMP TABLE {t} ON COMMIT DROP AS SELECT * FROM {m} WITH NO DATA").format(
+                t=_ident(self.temp), m=_ident(*self.mirror)
+            )
+        )
+
+    def copy(self, query: sql.Composable, table: str, columns: tuple[str, ...]) -> None:
+        copy_into_temp(self.source, query, self.web, table, columns)
+
+    def source_rows(self, where: sql.Composable | None) -> sql.Composable:
+        query = sql.SQL("SELECT {c} FROM {t}").format(c=_cols(self.spec.columns), t=_ident(*self.spec.source))
+        return query if where is None else sql.SQL("{q} WHERE {w}").format(q=query, w=where)
+
+    def take(self, where: sql.Composable | None, result: ExtractResult) -> None:
+        """Copy the source rows `where` selects (all of them: None) into the temp table and merge them."""
+        self.pg.execute(sql.SQL("TRUNCATE {t}").format(t=_ident(self.temp)))
+        self.copy(self.source_rows(where), self.temp, self.spec.columns)
+        read = self.pg.execute(sql.SQL("SELECT count(*) FROM {t}").format(t=_ident(self.temp))).fetchone()[0]
+        result.read += read
+        if read == 0:
+            return
+        self.pg.execute(sql.SQL("ANALYZE {t}").format(t=_ident(self.temp)))
+        if self.before_merge is not None:
+            self.before_merge(self.web, self.temp)
+        result.changed += _merge(self.web, self.spec, self.temp)
+        if self.spec.changed_column:
+            newest = self.pg.execute(
+                sql.SQL("SELECT max({c}) FROM {t}").format(c=_ident(self.spec.changed_column), t=_ident(self.temp))
+            ).fetchone()[0]
+            self.newest = max(filter(None, (self.newest, newest)), default=None)
+
+    def differing(self, name: str, where: sql.Composable | None = None, *, stamp: str | None = None,
+                  content: tuple[str, ...] = ()) -> list[int]:
+        timestamps = self.timestamp_columns() if content else frozenset()
+        sums = {side: sums_query(table, self.spec.key, where=where, stamp=stamp, content=content,
+                                 timestamps=timestamps)
+                for side, table in (("source", self.spec.source), ("mirror", self.mirror))}
+        return differing_buckets(self.web, name, sums["source"], sums["mirror"], self.copy)
+
+    def timestamp_columns(self) -> frozenset[str]:
+        rows = self.pg.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND NOT attisdropped"
+            " AND atttypid = 'timestamptz'::regtype",
+            (f"userdebtor.{self.spec.mirror}",),
+        ).fetchall()
+        return frozenset(r[0] for r in rows)
+
+    def count(self, table: tuple[str, str], on_source: bool) -> int:
+        query = sql.SQL("SELECT count(*) FROM {t}").format(t=_ident(*table))
+        if not on_source or self.source is self.web:
+            return self.pg.execute(query).fetchone()[0]
+        conn = self.source if isinstance(self.source, Connection) else self.source.connect()
+        try:
+            return conn.connection.driver_connection.execute(query).fetchone()[0]
+        finally:
+            if conn is not self.source:
+                conn.rollback()
+                conn.close()
+
+    def deletes(self) -> int:
+        """Rows gone from the source, found by a count, then key-range checksums, then the keys of the ranges that
+        differ. Every row the source has was staged before (by stamp), so equal counts mean equal keys; a row that
+        committed late and is not staged yet only makes the counts differ, and costs a compare of checksums."""
+        if self.count(self.spec.source, on_source=True) == self.count(self.mirror, on_source=False):
+            return 0
+        buckets = self.differing(f"{self.spec.mirror}_keys")
+        if not buckets:
+            return 0
+        keys = f"_keys_{self.spec.mirror}"
+        self.pg.execute(
+            sql.SQL("CREATE TEMP TABLE {k} ON COMMIT DROP AS SELECT {c} FROM {m} WITH NO DATA").format(
+                k=_ident(keys), c=_cols(self.spec.key), m=_ident(*self.mirror)
+            )
+        )
+        key_query = sql.SQL("SELECT {c} FROM {t} WHERE {b}").format(
+            c=_cols(self.spec.key), t=_ident(*self.spec.source), b=in_buckets(self.spec.key, buckets)
+        )
+        self.copy(key_query, keys, self.spec.key)
+        self.pg.execute(sql.SQL("ANALYZE {k}").format(k=_ident(keys)))
+        return _delete_missing(self.web, self.spec, keys, buckets)
+
+
 def stage(
     spec: ExtractSpec,
     *,
@@ -188,52 +277,48 @@ def stage(
     before_merge: Callable[[Connection, str], None] | None = None,
     detect_deletes: bool = True,
 ) -> ExtractResult:
-    """Stage one table: copy (changed-since or whole), compute extra columns, merge, drop vanished rows.
+    """Stage one table by what changed: rows stamped since the watermark, or (a table without a stamp) the key
+    ranges whose checksums differ; with `full`, or the first time, the whole table.
 
     `web` is a connection in an open transaction: the mirror and its watermark move together.
     """
-    result = ExtractResult(mode="full" if full else "changed_since")
     watermark, _ = read_watermark(web, spec.name)
-    since = None if (full or spec.changed_column is None) else watermark
-    if since is None:
-        result.mode = "full"
-    temp = f"_in_{spec.mirror}"
-    pg = web.connection.driver_connection
-    pg.execute(
-        sql.SQL("CREATE TEMP TABLE {t} ON COMMIT DROP AS SELECT * FROM {m} WITH NO DATA").format(
-            t=_ident(temp), m=_ident("userdebtor", spec.mirror)
+    if spec.changed_column is None:
+        mode = "full" if full else "checksums"
+    else:
+        mode = "full" if full or watermark is None else "changed_since"
+    result = ExtractResult(mode=mode)
+    staging = _Staging(spec, source, web, before_merge)
+    stamp = spec.changed_column
+    if mode == "full":
+        staging.take(None, result)
+        if detect_deletes:
+            result.deleted = _delete_missing(web, spec, staging.temp)
+    elif mode == "checksums":
+        content = tuple(c for c in spec.columns if c not in spec.key)
+        buckets = staging.differing(spec.mirror, content=content)
+        if buckets:
+            staging.take(in_buckets(spec.key, buckets), result)
+            if detect_deletes:
+                result.deleted = _delete_missing(web, spec, staging.temp, buckets)
+    else:
+        staging.take(sql.SQL("{c} > {wm}").format(c=_ident(stamp), wm=sql.Literal(watermark)), result)
+        if detect_deletes and spec.deletes == "always":
+            result.deleted = staging.deletes()
+        # The overlap: rows stamped shortly before the watermark may have committed after the last read. Their
+        # stamps are compared by key range (after the deletes, which would make ranges differ); only the ranges
+        # where a stamp differs are read again.
+        overlap = sql.SQL("{c} BETWEEN {lo} AND {wm}").format(
+            c=_ident(stamp), lo=sql.Literal(watermark - WATERMARK_OVERLAP), wm=sql.Literal(watermark)
         )
-    )
-    copy_into_temp(source, _source_query(spec, since, spec.columns), web, temp, spec.columns)
-    result.read = pg.execute(sql.SQL("SELECT count(*) FROM {t}").format(t=_ident(temp))).fetchone()[0]
-    pg.execute(sql.SQL("ANALYZE {t}").format(t=_ident(temp)))
-    if before_merge is not None:
-        before_merge(web, temp)
-    result.changed = _merge(web, spec, temp)
-
-    if not detect_deletes:
-        pass
-    elif result.mode == "full":
-        result.deleted = _delete_missing(web, spec, temp)
-    elif spec.deletes == "always":
-        keys = f"_keys_{spec.mirror}"
-        pg.execute(
-            sql.SQL("CREATE TEMP TABLE {k} ON COMMIT DROP AS SELECT {c} FROM {m} WITH NO DATA").format(
-                k=_ident(keys), c=_cols(spec.key), m=_ident("userdebtor", spec.mirror)
-            )
-        )
-        key_query = sql.SQL("SELECT {c} FROM {t}").format(c=_cols(spec.key), t=_ident(*spec.source))
-        copy_into_temp(source, key_query, web, keys, spec.key)
-        pg.execute(sql.SQL("ANALYZE {k}").format(k=_ident(keys)))
-        result.deleted = _delete_missing(web, spec, keys)
+        buckets = staging.differing(f"{spec.mirror}_overlap", overlap, stamp=stamp)
+        if buckets:
+            staging.take(sql.SQL("{o} AND {b}").format(o=overlap, b=in_buckets(spec.key, buckets)), result)
 
     if result.changed + result.deleted >= ANALYZE_AFTER_ROWS:
-        pg.execute(sql.SQL("ANALYZE {m}").format(m=_ident("userdebtor", spec.mirror)))
+        web.connection.driver_connection.execute(sql.SQL("ANALYZE {m}").format(m=_ident("userdebtor", spec.mirror)))
 
-    if spec.changed_column:
-        newest = pg.execute(
-            sql.SQL("SELECT max({c}) FROM {t}").format(c=_ident(spec.changed_column), t=_ident(temp))
-        ).fetchone()[0]
-        result.watermark = newest or watermark
+    if stamp:
+        result.watermark = max(filter(None, (staging.newest, watermark)), default=None)
         write_watermark(web, spec.name, result.watermark)
     return result
