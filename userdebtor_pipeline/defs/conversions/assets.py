@@ -1,11 +1,11 @@
 """C1-C4: receive the ERP's code conversions into web.customer_conversion and apply each once, in order.
 
-Each row is applied in its own transaction together with its processed_at stamp, so a run killed in the
-middle of a batch leaves every row either wholly applied and stamped or untouched.
+Pending rows apply in waves: a wave holds rows that name no code an earlier pending row names, so they commute
+and apply together set-based (apply_conversion_wave.sql). A wave is applied and its rows stamped in one
+transaction, so a run killed in the middle leaves every row either wholly applied and stamped or untouched.
 """
 
-import re
-from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
@@ -15,17 +15,14 @@ from userdebtor_pipeline.defs.common import Stopwatch, markdown_table, run_sql, 
 from userdebtor_pipeline.defs.extract.assets import staged_debtor_conversions
 from userdebtor_pipeline.defs.problems import Problem, record_problems
 from userdebtor_pipeline.defs.resources import RunOptions, SyncSettings, WebDatabase
-from userdebtor_pipeline.paths import read_sql
+from userdebtor_pipeline.settings import Settings
 
 GROUP = "conversions"
-_CODE_SHAPE = r"^[A-Za-z0-9_\-./]{1,40}$"
-
-
-@dataclass(frozen=True)
-class Decision:
-    outcome: str  # converted | merged | skipped | failed
-    detail: str
-    warn: bool
+OUTCOMES = ("converted", "merged", "skipped", "failed")
+WARNED = ("skipped", "failed")  # C4: these rows come with a warning
+# Rows per wave: one transaction's worth, so a wave's locks and temp tables stay small.
+WAVE_SIZE = 5_000
+SHOWN_ROWS = 20
 
 
 @dg.asset(
@@ -57,126 +54,63 @@ def conversion_ledger(web: WebDatabase, settings: SyncSettings, run_options: Run
     )
 
 
-def _on_web(conn: Connection, code: str) -> bool:
-    return bool(conn.execute(sa.text(read_sql("conversions/code_on_web.sql")), {"code": code}).scalar())
+def apply_wave(conn: Connection, config: Settings, run_id: str) -> list[dict[str, Any]]:
+    """Apply the next wave of pending conversions in the caller's transaction; its rows with their outcomes.
 
-
-def _malformed(code: str) -> str | None:
-    """Why a code of a conversion row cannot be used, in words; None when it can (C4)."""
-    if not code.strip():
-        return "an empty code"
-    if code != code.strip():
-        return f"the code {code!r}, with spaces around it"
-    if not re.match(_CODE_SHAPE, code):
-        return f"the code {code!r}, which is not a debtor code"
-    return None
-
-
-def _decide(conn: Connection, old: str, new: str) -> Decision | None:
-    """The outcome of one row before it is applied; None means apply it (convert or merge).
-
-    C4: a row is a rename of what the web holds when it comes, so A to B then B to A ends at A, as in the ERP.
-    A bad row is failed alone; it never holds back the rows after it.
+    A failed or skipped row is recorded as a C4 problem (a warning) in the same transaction as its stamp.
     """
-    for side, code in (("old", old), ("new", new)):
-        problem = _malformed(code)
-        if problem is not None:
-            return Decision("failed", f"the row's {side} code is {problem}, so nothing was converted", True)
-    if old == new:
-        return Decision("failed", f"the row names {old} twice: a code cannot be converted into itself", True)
-    if not _on_web(conn, old):
-        return Decision("skipped", f"{old} is not on the web, so there is nothing to convert", True)
-    return None
-
-
-def apply_one(conn: Connection, seq: int, old: str, new: str) -> Decision:
-    """Apply one conversion in the caller's transaction and stamp it."""
-    decision = _decide(conn, old, new)
-    if decision is None:
-        merge = _on_web(conn, new)
-        counts = run_sql(conn, "conversions/apply_conversion.sql", {"old": old, "new": new, "merge": merge})
-        touched = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items() if v > 0) or "no rows"
-        verb = "merged into the existing account" if merge else "renamed"
-        decision = Decision("merged" if merge else "converted", f"{old} {verb} {new}: {touched}", False)
-    conn.execute(
-        sa.text(
-            "UPDATE web.customer_conversion SET processed_at = now(), outcome = :o, detail = :d"
-            " WHERE conversion_seq = :s"
-        ),
-        {"o": decision.outcome, "d": decision.detail, "s": seq},
-    )
-    return decision
+    picked = run_sql(conn, "conversions/apply_conversion_wave.sql", {"wave_size": WAVE_SIZE})["wave_picked"]
+    if not picked:
+        return []
+    wave = [
+        dict(row)
+        for row in conn.execute(
+            sa.text("SELECT conversion_seq, old_code, new_code, outcome, detail FROM web.customer_conversion"
+                    " WHERE conversion_seq IN (SELECT conversion_seq FROM conversion_wave) ORDER BY conversion_seq")
+        ).mappings()
+    ]
+    warnings = [
+        Problem(kind=f"conversion_{row['outcome']}", rule="C4", subject=f"conversion:{row['conversion_seq']}",
+                detail=row["detail"], warn=True, facts={"old_code": row["old_code"], "new_code": row["new_code"]})
+        for row in wave
+        if row["outcome"] in WARNED
+    ]
+    if warnings:
+        record_problems(conn, config, run_id, warnings)
+    return wave
 
 
 @dg.asset(
     group_name=GROUP,
     deps=[conversion_ledger],
-    description="Every unprocessed conversion applied once, in order, each in its own transaction (C1-C4).",
+    description="Every unprocessed conversion applied once, in order: waves of rows that name different codes, "
+    "each wave set-based in one transaction with every row's own outcome (C1-C4).",
 )
 def customer_conversions_applied(
     context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings, run_options: RunOptions
 ) -> dg.MaterializeResult:
     watch = Stopwatch()
     config = settings.get()
-    outcomes: dict[str, int] = {"converted": 0, "merged": 0, "skipped": 0, "failed": 0}
-    applied: list[dict] = []
+    outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+    shown: list[dict[str, Any]] = []
+    waves = 0
     if config.customer_conversions.enabled and not run_options.dry_run:
-        with web.engine.connect() as conn:
-            pending = (
-                conn.execute(
-                    sa.text(
-                        "SELECT conversion_seq FROM web.customer_conversion"
-                        " WHERE processed_at IS NULL ORDER BY conversion_seq"
-                    )
-                )
-                .scalars()
-                .all()
-            )
-        for pending_seq in pending:
+        while True:
             with web.engine.begin() as conn:
-                row = conn.execute(
-                    sa.text(
-                        "SELECT conversion_seq, old_code, new_code FROM web.customer_conversion"
-                        " WHERE conversion_seq = :s AND processed_at IS NULL FOR UPDATE"
-                    ),
-                    {"s": pending_seq},
-                ).one_or_none()
-                if row is None:  # stamped meanwhile: each row is processed once
-                    continue
-                seq, old, new = row
-                decision = apply_one(conn, seq, old, new)
-                if decision.warn:
-                    record_problems(
-                        conn,
-                        config,
-                        context.run_id,
-                        [
-                            Problem(
-                                kind=f"conversion_{decision.outcome}",
-                                rule="C4",
-                                subject=f"conversion:{seq}",
-                                detail=decision.detail,
-                                warn=True,
-                                facts={"old_code": old, "new_code": new},
-                            )
-                        ],
-                    )
-            outcomes[decision.outcome] += 1
-            applied.append(
-                {
-                    "conversion_seq": seq,
-                    "old_code": old,
-                    "new_code": new,
-                    "outcome": decision.outcome,
-                    "detail": decision.detail,
-                }
-            )
+                wave = apply_wave(conn, config, context.run_id)
+            if not wave:
+                break
+            waves += 1
+            for row in wave:
+                outcomes[row["outcome"]] += 1
+            shown += wave[: SHOWN_ROWS - len(shown)]
     return dg.MaterializeResult(
         metadata={
             **{k: dg.MetadataValue.int(v) for k, v in outcomes.items()},
+            "waves": dg.MetadataValue.int(waves),
             "enabled": config.customer_conversions.enabled,
             "dry_run": run_options.dry_run,
-            "outcomes": dg.MetadataValue.md(markdown_table(applied)),
+            "outcomes": dg.MetadataValue.md(markdown_table(shown, limit=SHOWN_ROWS)),
             "seconds": watch.seconds,
         }
     )
