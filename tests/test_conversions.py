@@ -241,3 +241,32 @@ def test_c4_malformed_rows_fail_alone_and_never_hold_back_the_others(dbs):
     assert one(dbs.web, failed_warnings) == 4
     synced()  # nothing is held run after run
     assert one(dbs.web, "SELECT count(*) FROM web.customer_conversion WHERE processed_at IS NULL") == 0
+
+
+def test_c1_c4_independent_rows_apply_together_in_waves_each_with_its_own_outcome(dbs):
+    """Three independent conversions, a chain, a swap and a row for a code the web lacks, interleaved: rows that
+    name different codes share a wave, a row naming an earlier row's code waits for the next one."""
+    for code in ("WV_1", "WV_2", "WV_3", "WV_CA", "WV_SA"):
+        add_debtor(dbs.erp, code, f"{code.lower()}@mail.example")
+    synced()
+    for seq, old, new in ((1, "WV_1", "WV_1N"), (2, "WV_CA", "WV_CB"), (3, "WV_SA", "WV_SB"), (4, "WV_2", "WV_2N"),
+                          (5, "WV_CB", "WV_CC"), (6, "WV_SB", "WV_SA"), (7, "WV_3", "WV_3N")):
+        convert(dbs.erp, seq, old, new)
+    with dbs.erp.begin() as conn:
+        conn.execute(sa.text("INSERT INTO erp.deb_conversion (conversion_seq, old_cust_code, new_cust_code)"
+                             " VALUES (8, 'WV_GONE', 'WV_GONE2')"))
+
+    outcome = synced(lift_change_guard=True)
+
+    applied = outcome.materializations["customer_conversions_applied"]
+    assert (applied["waves"], applied["converted"], applied["skipped"]) == (2, 7, 1)
+    found = {r["conversion_seq"]: r for r in rows(dbs.web, "SELECT * FROM web.customer_conversion")}
+    assert {seq: r["outcome"] for seq, r in found.items()} == {**dict.fromkeys(range(1, 8), "converted"),
+                                                                8: "skipped"}
+    assert found[5]["detail"].startswith("WV_CB renamed WV_CC: customer renamed 1, user default account 1")
+    assert "WV_GONE is not on the web" in found[8]["detail"]
+    defaults = {r["email_address"]: r["default_customer_code"] for r in rows(dbs.web, "SELECT * FROM web.app_user")}
+    assert defaults == {"wv_1@mail.example": "WV_1N", "wv_2@mail.example": "WV_2N", "wv_3@mail.example": "WV_3N",
+                        "wv_ca@mail.example": "WV_CC", "wv_sa@mail.example": "WV_SA"}
+    assert one(dbs.web, "SELECT count(*) FROM web.customer WHERE customer_code LIKE 'WV\\_%'") == 5
+    assert one(dbs.web, "SELECT count(*) FROM web.customer_conversion WHERE processed_at IS NULL") == 0
