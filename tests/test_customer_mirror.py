@@ -5,7 +5,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support import add_debtor, digest, erp_change, one, rows, write_settings
-from userdebtor_pipeline.defs.customer_mirror import mirror_customers
+from userdebtor_pipeline.defs.contacts.customer_mirror import mirror_customers
 from userdebtor_pipeline.runner import SyncOutcome, run_sync
 
 CUSTOMER_COLUMNS = "customer_code, name, order_email_address, address1, postcode, phone_number, status," \

@@ -10,18 +10,35 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
+from psycopg import sql
 from sqlalchemy.engine import Connection
 
 from userdebtor_pipeline.email import queue_warning
 from userdebtor_pipeline.settings import Settings
 
-_UPSERT = """
-INSERT INTO userdebtor.problem (kind, rule, subject, detail, first_run_id, last_run_id)
-VALUES (:kind, :rule, :subject, :detail, :run_id, :run_id)
+# The one statement that records problems: every row of a table of set-aside records (kind, rule, subject,
+# detail) becomes a problem, or is seen again; `is_new` tells the two apart.
+_RECORD = sql.SQL("""
+INSERT INTO userdebtor.problem AS p (kind, rule, subject, detail, first_run_id, last_run_id)
+SELECT DISTINCT ON (kind, subject) kind, rule, subject, detail, %(run_id)s, %(run_id)s
+  FROM {source}
+ ORDER BY kind, subject
 ON CONFLICT (kind, subject) DO UPDATE
    SET detail = excluded.detail, rule = excluded.rule, last_run_id = excluded.last_run_id,
        last_seen_at = now(), resolved_at = NULL
-"""
+RETURNING (p.xmax = 0) AS is_new
+""")
+# Warnings of set-aside rows not queued yet: the cost follows what is new, not what is known.
+_FRESH_WARNINGS = sql.SQL("""
+SELECT s.kind, s.rule, s.subject, s.detail FROM {source} s
+ WHERE s.warn
+   AND NOT EXISTS (SELECT 1 FROM web.email_outbox o WHERE o.dedupe_key = 'warning:' || s.kind || ':' || s.subject)
+ ORDER BY s.kind, s.subject
+""")
+# Where set-aside records wait to be recorded: the plans' tables, and the problems Python finds one by one.
+SET_ASIDE = "userdebtor.plan_set_aside"
+CONTACTS_SET_ASIDE = "userdebtor.plan_contact_set_aside"
+_FOUND = "_problem_found"  # a temporary table of this transaction
 
 
 @dataclass(frozen=True)
@@ -34,19 +51,40 @@ class Problem:
     facts: Mapping[str, str | None] = field(default_factory=dict)  # shown in the warning email
 
 
+def record_set_aside_rows(conn: Connection, settings: Settings, run_id: str, source: str) -> dict[str, int]:
+    """Set-based: every row of `source` (one of the tables above) becomes a problem or is seen again; rows of
+    plan_set_aside marked `warn` get their warning email once."""
+    table = sql.Identifier(*source.split("."))
+    with conn.connection.driver_connection.cursor() as cursor:  # this transaction's connection
+        cursor.execute(_RECORD.format(source=table), {"run_id": run_id})
+        new = [is_new for (is_new,) in cursor.fetchall()]
+        fresh = cursor.execute(_FRESH_WARNINGS.format(source=table)).fetchall() if source == SET_ASIDE else []
+    # Only plan_set_aside's rows say whether their rule warns.
+    for kind, rule, subject, detail in fresh:
+        warn(conn, settings, run_id, Problem(kind=kind, rule=rule, subject=subject, detail=detail, warn=True))
+    return {"problems_new": sum(new), "problems_seen_again": len(new) - sum(new), "warnings_queued": len(fresh)}
+
+
 def record_problems(conn: Connection, settings: Settings, run_id: str, problems: Iterable[Problem]) -> int:
-    """Record each problem and queue its warning (once per kind and subject). Returns how many."""
-    count = 0
-    for problem in problems:
-        conn.execute(
-            sa.text(_UPSERT),
-            {"kind": problem.kind, "rule": problem.rule, "subject": problem.subject, "detail": problem.detail,
-             "run_id": run_id},
-        )
+    """Record problems Python found one by one, through the same statement as the plans' set-aside rows, and queue
+    the warning of each that asks for one (once per kind and subject). Returns how many."""
+    found = list(problems)
+    if not found:
+        return 0
+    conn.exec_driver_sql(
+        "CREATE TEMP TABLE IF NOT EXISTS _problem_found (kind text, rule text, subject text, detail text)"
+        " ON COMMIT DROP"
+    )
+    conn.exec_driver_sql("DELETE FROM _problem_found")
+    conn.execute(
+        sa.text("INSERT INTO _problem_found (kind, rule, subject, detail) VALUES (:kind, :rule, :subject, :detail)"),
+        [{"kind": p.kind, "rule": p.rule, "subject": p.subject, "detail": p.detail} for p in found],
+    )
+    record_set_aside_rows(conn, settings, run_id, _FOUND)
+    for problem in found:
         if problem.warn:
             warn(conn, settings, run_id, problem)
-        count += 1
-    return count
+    return len(found)
 
 
 def warn(conn: Connection, settings: Settings, run_id: str, problem: Problem) -> int | None:
@@ -65,27 +103,7 @@ def warn(conn: Connection, settings: Settings, run_id: str, problem: Problem) ->
 
 
 def record_set_aside(conn: Connection, settings: Settings, run_id: str) -> dict[str, int]:
-    """Set-based: every row of plan_set_aside becomes a problem; warn rows get their email once.
-
-    Only warnings not yet queued are rendered, so the cost follows what is new, not what is known.
-    """
-    recorded = conn.execute(
-        sa.text(
-            "INSERT INTO userdebtor.problem (kind, rule, subject, detail, first_run_id, last_run_id)"
-            " SELECT kind, rule, subject, detail, :run_id, :run_id FROM userdebtor.plan_set_aside"
-            " ON CONFLICT (kind, subject) DO UPDATE SET detail = excluded.detail,"
-            " last_run_id = excluded.last_run_id, last_seen_at = now(), resolved_at = NULL"
-        ),
-        {"run_id": run_id},
-    ).rowcount
-    fresh = conn.execute(
-        sa.text(
-            "SELECT s.kind, s.rule, s.subject, s.detail FROM userdebtor.plan_set_aside s"
-            " WHERE s.warn AND NOT EXISTS (SELECT 1 FROM web.email_outbox o"
-            "   WHERE o.dedupe_key = 'warning:' || s.kind || ':' || s.subject)"
-            " ORDER BY s.kind, s.subject"
-        )
-    ).all()
-    for kind, rule, subject, detail in fresh:
-        warn(conn, settings, run_id, Problem(kind=kind, rule=rule, subject=subject, detail=detail, warn=True))
-    return {"problems_recorded": recorded, "warnings_queued": len(fresh)}
+    """The user/debtor plans' set-aside records (plan_set_aside) as problems, warned about where the rules say."""
+    recorded = record_set_aside_rows(conn, settings, run_id, SET_ASIDE)
+    return {"problems_recorded": recorded["problems_new"] + recorded["problems_seen_again"],
+            "warnings_queued": recorded["warnings_queued"]}

@@ -7,28 +7,23 @@ import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from userdebtor_pipeline.defs.common import Stopwatch, counts_metadata, markdown_table, run_sql
+from userdebtor_pipeline.defs.blocks import LoadRun, load
+from userdebtor_pipeline.defs.common import markdown_table, run_sql
+from userdebtor_pipeline.defs.contacts.customer_mirror import customer_mirror
 from userdebtor_pipeline.defs.contacts.plan import (
     contact_links_plan,
     contact_plan_counts,
     contact_plan_samples,
-    customer_mirror_plan,
-    customer_plan_counts,
-    customer_plan_sample,
 )
-from userdebtor_pipeline.defs.customer_mirror import mirror_planned_customers
-from userdebtor_pipeline.defs.problems import Problem, record_problems
-from userdebtor_pipeline.defs.resources import RunOptions, SyncSettings, WebDatabase
+from userdebtor_pipeline.defs.problems import CONTACTS_SET_ASIDE, Problem, record_problems, record_set_aside_rows
 from userdebtor_pipeline.defs.sql_file import SqlFile
 from userdebtor_pipeline.defs.welcome import queue_welcome_email
 from userdebtor_pipeline.paths import read_sql
 from userdebtor_pipeline.settings import Settings
 
-GROUP = "load"
 # Problem kinds this domain records, so that fixed contacts resolve their problem.
 CONTACT_PROBLEM_KINDS = ["malformed_contact_email", "contact_email_unproven"]
-RECORD_PROBLEMS_SQL = SqlFile("contacts/record_contact_problems.sql",
-                              reads=("problems_seen_again", "problems_resolved"))
+RESOLVE_PROBLEMS_SQL = SqlFile("contacts/record_contact_problems.sql")
 REMOVE_LINKS_SQL = SqlFile("contacts/remove_contact_links.sql",
                            reads=("user_accounts_removed", "contact_links_forgotten", "defaults_moved"))
 
@@ -82,59 +77,25 @@ def _deactivated_problem(user_id: int, email_address: str) -> Problem:
 
 
 def _record_contact_problems(conn: Connection, config: Settings, run_id: str) -> dict[str, int]:
-    """New set-aside contacts go through record_problems; known ones are refreshed and fixed ones resolved in bulk."""
-    new = conn.execute(sa.text(read_sql("contacts/new_contact_problems.sql"))).mappings().all()
-    recorded = record_problems(
-        conn, config, run_id,
-        (Problem(kind=p["kind"], rule=p["rule"], subject=p["subject"], detail=p["detail"]) for p in new),
-    )
-    counts = RECORD_PROBLEMS_SQL.run(conn, {"run_id": run_id, "kinds": CONTACT_PROBLEM_KINDS})
-    return {"problems_new": recorded, "problems_seen_again": counts["problems_seen_again"] - recorded,
-            "problems_resolved": counts["problems_resolved"]}
+    """This plan's set-aside contacts recorded as problems (new or seen again); those fixed since, resolved."""
+    recorded = record_set_aside_rows(conn, config, run_id, CONTACTS_SET_ASIDE)
+    resolved = RESOLVE_PROBLEMS_SQL.run(conn, {"kinds": CONTACT_PROBLEM_KINDS})["record_contact_problems"]
+    return {"problems_new": recorded["problems_new"], "problems_seen_again": recorded["problems_seen_again"],
+            "problems_resolved": resolved}
 
 
-@dg.asset(
-    group_name=GROUP,
-    deps=[customer_mirror_plan],
-    description="M3 applied: web.customer rows of CSS accounts created or refreshed from the ERP "
-    "(is_debtor_customer), retired ones set Inactive (never deleted).",
-)
-def customer_mirror(web: WebDatabase, settings: SyncSettings, run_options: RunOptions) -> dg.MaterializeResult:
-    watch = Stopwatch()
-    if run_options.dry_run:
-        with web.engine.connect() as conn:
-            planned = customer_plan_counts(conn)
-            plan_sample = customer_plan_sample(conn)
-        return dg.MaterializeResult(metadata=counts_metadata(
-            {f"would_{name}": value for name, value in planned.items()}, watch.seconds, dry_run=True, **plan_sample))
-
-    with web.engine.begin() as conn:
-        written = mirror_planned_customers(conn, settings.get().instant_accounts.cash_account_code)
-        retired = run_sql(conn, "contacts/retire_customers.sql")
-        plan_sample = customer_plan_sample(conn)
-    return dg.MaterializeResult(metadata=counts_metadata(
-        {"customers_written": written, **retired}, watch.seconds, dry_run=False, **plan_sample))
+def _contact_links_would(conn: Connection, run_id: str) -> dict[str, Any]:
+    return {**contact_plan_counts(conn), **contact_plan_samples(conn)}
 
 
-@dg.asset(
-    group_name=GROUP,
-    # After U2's load: a debtor's own email gets its user (and its link) from U2, and M1 then reuses it.
-    deps=[contact_links_plan, customer_mirror, dg.AssetKey("web_users_created")],
-    description="M1/M2 applied, after the accounts exist on the web: contact users created with a welcome email, "
+@load(
+    rule="M1/M2 applied, after the accounts exist on the web: contact users created with a welcome email, "
     "user_customer links added and recorded, links no contact needs removed (kept where another rule needs them).",
+    # After U2's load: a debtor's own email gets its user (and its link) from U2, and M1 then reuses it.
+    deps=[contact_links_plan, customer_mirror, dg.AssetKey("web_users_created")], would=_contact_links_would,
 )
-def contact_links_applied(
-    context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings, run_options: RunOptions
-) -> dg.MaterializeResult:
-    watch = Stopwatch()
-    config = settings.get()
-    if run_options.dry_run:
-        with web.engine.connect() as conn:
-            planned = contact_plan_counts(conn)
-            samples = contact_plan_samples(conn)
-        return dg.MaterializeResult(metadata=counts_metadata(
-            {f"would_{name}": value for name, value in planned.items()}, watch.seconds, dry_run=True, **samples))
-
+def contact_links_applied(run: LoadRun) -> dict[str, Any]:
+    config, web, context = run.config, run.web, run.context
     with web.engine.begin() as conn:
         # Again at load time: a load of this run (U2) may have made a link needed since the plan.
         run_sql(conn, "contacts/mark_links_other_rules_need.sql")
@@ -160,6 +121,6 @@ def contact_links_applied(
         "users_deactivated": len(deactivated),
         "users_reactivated": reactivated,
         **problems,
+        "users_created_sample": dg.MetadataValue.md(markdown_table(created.sample)),
     }
-    return dg.MaterializeResult(metadata=counts_metadata(
-        counts, watch.seconds, dry_run=False, users_created_sample=dg.MetadataValue.md(markdown_table(created.sample))))
+    return counts

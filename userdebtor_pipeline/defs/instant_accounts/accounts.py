@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from userdebtor_pipeline.defs.customer_mirror import mirror_customers
+from userdebtor_pipeline.defs.contacts.customer_mirror import mirror_customers
 from userdebtor_pipeline.defs.sql_file import SqlFile
 from userdebtor_pipeline.email import email_queued, issue_token, queue_email, token_link
 from userdebtor_pipeline.paths import read_sql
@@ -129,27 +129,32 @@ def link_proven_instant_accounts(conn: Connection, settings: Settings) -> list[d
     return [{"user_id": u["user_id"], "accounts": ", ".join(u["codes"])} for u in waiting]
 
 
-def _queue_verify_email(conn: Connection, request: ApprovedRequest, user_id: int, settings: Settings) -> bool:
-    dedupe_key = f"instant_verify:{request.request_id}"
-    if email_queued(conn, dedupe_key):  # no second token for an email that exists already
+def _queue_token_email(conn: Connection, settings: Settings, *, user_id: int, purpose: str, template: str,
+                       to_address: str, dedupe_key: str, context: dict[str, object]) -> bool:
+    """A one-time link of `purpose` and its email, once per dedupe key whatever the reruns: no second token for an
+    email that exists already."""
+    if email_queued(conn, dedupe_key):
         return False
     hours = settings.instant_accounts.token_ttl_hours
-    token = issue_token(conn, user_id, "verify_email", hours)
+    token = issue_token(conn, user_id, purpose, hours)
     return queue_email(
         conn,
-        template="instant_account_verify",
-        to_address=request.email_address,
-        context={
-            "link": token_link(settings.email.site_url, "verify_email", token),
-            "name": request.contact_name,
-            "email_address": request.email_address.strip(),
-            "accounts": list(request.qualifying_codes),
-            "expires_hours": hours,
-            "site_url": settings.email.site_url,
-        },
+        template=template,
+        to_address=to_address,
+        context={"link": token_link(settings.email.site_url, purpose, token), "expires_hours": hours,
+                 "site_url": settings.email.site_url, **context},
         dedupe_key=dedupe_key,
         templates_dir=settings.email.templates_dir,
     ) is not None
+
+
+def _queue_verify_email(conn: Connection, request: ApprovedRequest, user_id: int, settings: Settings) -> bool:
+    return _queue_token_email(
+        conn, settings, user_id=user_id, purpose="verify_email", template="instant_account_verify",
+        to_address=request.email_address, dedupe_key=f"instant_verify:{request.request_id}",
+        context={"name": request.contact_name, "email_address": request.email_address.strip(),
+                 "accounts": list(request.qualifying_codes)},
+    )
 
 
 @dataclass(frozen=True)
@@ -164,23 +169,9 @@ class ReverifyLogin:
 
 def queue_reverify_email(conn: Connection, login: ReverifyLogin, settings: Settings) -> bool:
     """I2: a one-time reverify link for this login; once per login event, whatever the reruns."""
-    dedupe_key = f"instant_reverify:{login.event_id}"
-    if email_queued(conn, dedupe_key):
-        return False
-    config = settings.instant_accounts
-    token = issue_token(conn, login.user_id, "reverify", config.token_ttl_hours)
-    return queue_email(
-        conn,
-        template="instant_account_reverify",
-        to_address=login.email_address,
-        context={
-            "link": token_link(settings.email.site_url, "reverify", token),
-            "name": login.name,
-            "email_address": login.email_address,
-            "days": config.reverify_after_days,
-            "expires_hours": config.token_ttl_hours,
-            "site_url": settings.email.site_url,
-        },
-        dedupe_key=dedupe_key,
-        templates_dir=settings.email.templates_dir,
-    ) is not None
+    return _queue_token_email(
+        conn, settings, user_id=login.user_id, purpose="reverify", template="instant_account_reverify",
+        to_address=login.email_address, dedupe_key=f"instant_reverify:{login.event_id}",
+        context={"name": login.name, "email_address": login.email_address,
+                 "days": settings.instant_accounts.reverify_after_days},
+    )

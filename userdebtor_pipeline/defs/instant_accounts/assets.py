@@ -14,6 +14,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from userdebtor_pipeline.defs.blocks import LoadRun, load, pair_counts, sql_plan
 from userdebtor_pipeline.defs.common import (
     EMAIL_PATTERN,
     Stopwatch,
@@ -41,20 +42,13 @@ PLAN = "plan"
 LOAD = "load"
 # The loads of U2 and M1 that make users from ERP debtors and contacts. An approval runs after them, so it
 # reuses the user they made for the same email instead of making it first under their planned feet.
+SWITCH = "instant_accounts.enabled"
 USER_CREATING_LOADS = [dg.AssetKey("web_users_created"), dg.AssetKey("contact_links_applied")]
 # A dry run only finds the followed tokens; the rest of the file applies them.
 TOKENS_FOUND = ("followed_tokens", "find_followed_tokens")
 VERIFIED_TOKENS_SQL = SqlFile("instant_accounts/apply_verified_tokens.sql", reads=(*TOKENS_FOUND, "users_verified"))
 LOGINS_SQL = SqlFile("instant_accounts/apply_logins.sql",
                      reads=("logins_stamped", "users_last_login_moved", "users_expired", "users_deactivated"))
-
-
-def _disabled() -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata={"enabled": False, "note": "instant_accounts.enabled is false: nothing done"})
-
-
-def _counts(conn: Connection, query: str, params: dict[str, Any]) -> dict[str, int]:
-    return {str(k): int(v) for k, v in conn.execute(sa.text(query), params).all()}
 
 
 # ------------------------------------------------------------------------------------------ I1 sign-ups
@@ -77,39 +71,26 @@ def _registration_params(run_id: str, config: InstantAccountSettings) -> dict[st
     }
 
 
-@dg.asset(
-    group_name=PLAN,
+registration_decisions = sql_plan(
+    "registration_decisions",
+    rule="I1: each pending registration request, approved with its qualifying accounts (not the cash account, not "
+    "excluded, not closed) or rejected with a reason a website can show.",
+    sql=SqlFile("instant_accounts/plan_registrations.sql"),
+    table="userdebtor.plan_registration",
+    counts="SELECT 'requests_pending', count(*) FROM userdebtor.plan_registration WHERE run_id = :run_id"
+    " UNION ALL SELECT 'to_approve', count(*) FROM userdebtor.plan_registration"
+    "  WHERE run_id = :run_id AND decision = 'approve'"
+    " UNION ALL SELECT 'to_reject', count(*) FROM userdebtor.plan_registration"
+    "  WHERE run_id = :run_id AND decision <> 'approve'"
+    " UNION ALL SELECT 'users_to_create', count(*) FROM userdebtor.plan_registration"
+    "  WHERE run_id = :run_id AND decision = 'approve' AND existing_user_id IS NULL"
+    " UNION ALL SELECT 'reason_' || reason_kind, count(*) FROM userdebtor.plan_registration"
+    "  WHERE run_id = :run_id GROUP BY reason_kind",
+    sample_rows=_REGISTRATION_SAMPLE,
+    params=lambda run: _registration_params(run.run_id, run.config.instant_accounts),
+    switch=SWITCH, per_run=True,
     deps=[change_window, "merchant_invitation"],  # I4: in the invite job, the merchant's request comes first
-    description="I1: each pending registration request, approved with its qualifying accounts (not the cash "
-    "account, not excluded, not closed) or rejected with a reason a website can show.",
 )
-def registration_decisions(context: dg.AssetExecutionContext, web: WebDatabase,
-                           settings: SyncSettings) -> dg.MaterializeResult:
-    watch = Stopwatch()
-    config = settings.get().instant_accounts
-    if not config.enabled:
-        return _disabled()
-    params = _registration_params(context.run_id, config)
-    with web.engine.begin() as conn:
-        run_sql(conn, "instant_accounts/plan_registrations.sql", params)
-        by_kind = _counts(conn, "SELECT reason_kind, count(*) FROM userdebtor.plan_registration"
-                                " WHERE run_id = :run_id GROUP BY reason_kind", params)
-        new_users = conn.execute(
-            sa.text("SELECT count(*) FROM userdebtor.plan_registration"
-                    " WHERE run_id = :run_id AND decision = 'approve' AND existing_user_id IS NULL"),
-            params,
-        ).scalar_one()
-        preview = sample(conn, _REGISTRATION_SAMPLE, params)
-    approved = by_kind.get("approved", 0)
-    return dg.MaterializeResult(
-        metadata=counts_metadata(
-            {"requests_pending": sum(by_kind.values()), "to_approve": approved,
-             "to_reject": sum(by_kind.values()) - approved, "users_to_create": int(new_users)},
-            watch.seconds,
-            decisions_by_reason=dg.MetadataValue.json(by_kind),
-            decisions=dg.MetadataValue.md(preview),
-        )
-    )
 
 
 @dg.asset_check(
@@ -172,35 +153,24 @@ def _approved_requests(conn: Connection, run_id: str) -> list[ApprovedRequest]:
     return [ApprovedRequest(**row) for row in rows]
 
 
-@dg.asset(
-    group_name=LOAD,
-    deps=[registration_decisions, *USER_CREATING_LOADS],
-    description="I1: opens the approved instant accounts (user, verify email; links and web customers at once for "
-    "a proven address, else once it is proven, A1) and stamps every decided request; one transaction per "
-    "approval, rejections in one statement.",
-)
-def instant_accounts_opened(context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings,
-                            run_options: RunOptions) -> dg.MaterializeResult:
-    watch = Stopwatch()
-    config = settings.get()
-    if not config.instant_accounts.enabled:
-        return _disabled()
-    params = {"run_id": context.run.run_id}
-    with web.engine.connect() as conn:
-        approved = _approved_requests(conn, context.run_id)
-        to_reject = conn.execute(
-            sa.text("SELECT count(*) FROM userdebtor.plan_registration WHERE run_id = :run_id AND decision = 'reject'"),
-            params,
-        ).scalar_one()
-        preview = sample(conn, _REGISTRATION_SAMPLE, params)
-    if run_options.dry_run:
-        return dg.MaterializeResult(
-            metadata=counts_metadata(
-                {"would_approve": len(approved), "would_reject": int(to_reject)}, watch.seconds,
-                dry_run=True, decisions=dg.MetadataValue.md(preview),
-            )
-        )
+def _registrations_would(conn: Connection, run_id: str) -> dict[str, Any]:
+    decided = pair_counts(conn, "SELECT decision, count(*) FROM userdebtor.plan_registration WHERE run_id = :run_id"
+                                " GROUP BY decision", {"run_id": run_id})
+    return {"approve": decided.get("approve", 0), "reject": decided.get("reject", 0),
+            "decisions": dg.MetadataValue.md(sample(conn, _REGISTRATION_SAMPLE, {"run_id": run_id}))}
 
+
+@load(
+    rule="I1: opens the approved instant accounts (user, verify email; links and web customers at once for a proven "
+    "address, else once it is proven, A1) and stamps every decided request; one transaction per approval, "
+    "rejections in one statement.",
+    deps=[registration_decisions, *USER_CREATING_LOADS], switch=SWITCH, would=_registrations_would,
+)
+def instant_accounts_opened(run: LoadRun) -> dict[str, Any]:
+    web, config, params = run.web, run.config, {"run_id": run.run_id}
+    with web.engine.connect() as conn:
+        approved = _approved_requests(conn, run.run_id)
+        preview = sample(conn, _REGISTRATION_SAMPLE, params)
     with web.engine.begin() as conn:
         rejected = run_sql(conn, "instant_accounts/reject_registrations.sql", params)
     opened = []
@@ -218,24 +188,19 @@ def instant_accounts_opened(context: dg.AssetExecutionContext, web: WebDatabase,
          "accounts": ", ".join(o.accounts), "verify_email_queued": o.email_queued}
         for o in opened
     ]
-    return dg.MaterializeResult(
-        metadata=counts_metadata(
-            {
-                "requests_approved": len(opened),
-                "requests_rejected": sum(rejected.values()),
-                "users_created": sum(o.user_created for o in opened),
-                "users_reused": sum(not o.user_created for o in opened),
-                "accounts_linked": sum(len(o.accounts) for o in opened),
-                "web_customers_created": sum(o.customers_mirrored for o in opened),
-                "verify_emails_queued": sum(o.email_queued for o in opened),
-                "users_linked_once_proven": len(proven_since),
-            },
-            watch.seconds,
-            approved=dg.MetadataValue.md(markdown_table(rows)),
-            linked_once_proven=dg.MetadataValue.md(markdown_table(proven_since)),
-            decisions=dg.MetadataValue.md(preview),
-        )
-    )
+    return {
+        "requests_approved": len(opened),
+        "requests_rejected": sum(rejected.values()),
+        "users_created": sum(o.user_created for o in opened),
+        "users_reused": sum(not o.user_created for o in opened),
+        "accounts_linked": sum(len(o.accounts) for o in opened),
+        "web_customers_created": sum(o.customers_mirrored for o in opened),
+        "verify_emails_queued": sum(o.email_queued for o in opened),
+        "users_linked_once_proven": len(proven_since),
+        "approved": dg.MetadataValue.md(markdown_table(rows)),
+        "linked_once_proven": dg.MetadataValue.md(markdown_table(proven_since)),
+        "decisions": dg.MetadataValue.md(preview),
+    }
 
 
 # ------------------------------------------------------------------------------------------ I3 tokens
@@ -272,7 +237,7 @@ def verified_tokens_applied(context: dg.AssetExecutionContext, web: WebDatabase,
     params = {"run_id": context.run.run_id}
     with web.engine.connect() as conn, conn.begin() as tx:
         counts = VERIFIED_TOKENS_SQL.run(conn, params, only=TOKENS_FOUND if run_options.dry_run else None)
-        by_verdict = _counts(conn, "SELECT verdict, count(*) FROM _followed_token GROUP BY verdict", params)
+        by_verdict = pair_counts(conn, "SELECT verdict, count(*) FROM _followed_token GROUP BY verdict", params)
         preview = sample(conn, _TOKEN_SUMMARY)
         problems = []
         for row in conn.execute(sa.text("SELECT * FROM _followed_token WHERE verdict <> 'apply'")):
@@ -307,38 +272,24 @@ _LOGIN_SAMPLE = (
 LOGIN_OUTCOMES = ["allowed", "reverify_required", "refused", "skipped"]
 
 
-@dg.asset(
-    group_name=PLAN,
-    deps=[change_window, verified_tokens_applied],
-    description="I2: each unprocessed login of an instant-account user, in occurred_at order: refused when no "
-    "qualifying account lists the email any more, reverify_required after reverify_after_days, else allowed.",
+login_decisions = sql_plan(
+    "login_decisions",
+    rule="I2: each unprocessed login of an instant-account user, in occurred_at order: refused when no qualifying "
+    "account lists the email any more, reverify_required after reverify_after_days, else allowed.",
+    sql=SqlFile("instant_accounts/plan_logins.sql"),
+    table="userdebtor.plan_login",
+    counts="SELECT 'logins_' || o.outcome, count(p.event_id)"
+    "  FROM unnest(CAST(ARRAY['allowed', 'reverify_required', 'refused', 'skipped'] AS text[])) AS o(outcome)"
+    "  LEFT JOIN userdebtor.plan_login p ON p.outcome = o.outcome AND p.run_id = :run_id GROUP BY o.outcome",
+    sample_rows=_LOGIN_SAMPLE,
+    params=lambda run: {
+        "default_role": run.config.instant_accounts.default_role,
+        "cash_account_code": run.config.instant_accounts.cash_account_code,
+        "excluded_codes": list(run.config.instant_accounts.excluded_account_codes),
+        "reverify_after_days": run.config.instant_accounts.reverify_after_days,
+    },
+    switch=SWITCH, per_run=True, deps=[change_window, verified_tokens_applied],
 )
-def login_decisions(context: dg.AssetExecutionContext, web: WebDatabase,
-                    settings: SyncSettings) -> dg.MaterializeResult:
-    watch = Stopwatch()
-    config = settings.get().instant_accounts
-    if not config.enabled:
-        return _disabled()
-    params = {
-        "run_id": context.run_id,
-        "default_role": config.default_role,
-        "cash_account_code": config.cash_account_code,
-        "excluded_codes": list(config.excluded_account_codes),
-        "reverify_after_days": config.reverify_after_days,
-    }
-    with web.engine.begin() as conn:
-        run_sql(conn, "instant_accounts/plan_logins.sql", params)
-        by_outcome = _counts(conn, "SELECT outcome, count(*) FROM userdebtor.plan_login"
-                                   " WHERE run_id = :run_id GROUP BY outcome", params)
-        preview = sample(conn, _LOGIN_SAMPLE, params)
-    return dg.MaterializeResult(
-        metadata=counts_metadata(
-            {f"logins_{outcome}": by_outcome.get(outcome, 0) for outcome in LOGIN_OUTCOMES},
-            watch.seconds,
-            reverify_after_days=config.reverify_after_days,
-            decisions=dg.MetadataValue.md(preview),
-        )
-    )
 
 
 @dg.asset_check(
@@ -385,43 +336,27 @@ def _reverify_logins(conn: Connection, run_id: str) -> list[ReverifyLogin]:
     return [ReverifyLogin(**row) for row in rows]
 
 
-@dg.asset(
-    group_name=LOAD,
-    deps=[login_decisions],
-    description="I2: applies the login decisions in one transaction: last_login_at, Expired with a reverify "
-    "email (password untouched), Deactivated, and each login event stamped processed.",
+def _logins_would(conn: Connection, run_id: str) -> dict[str, Any]:
+    params = {"run_id": run_id}
+    return {**pair_counts(conn, "SELECT outcome, count(*) FROM userdebtor.plan_login WHERE run_id = :run_id"
+                                " GROUP BY outcome", params),
+            "decisions": dg.MetadataValue.md(sample(conn, _LOGIN_SAMPLE, params))}
+
+
+@load(
+    rule="I2: applies the login decisions in one transaction: last_login_at, Expired with a reverify email "
+    "(password untouched), Deactivated, and each login event stamped processed.",
+    deps=[login_decisions], switch=SWITCH, would=_logins_would,
 )
-def login_decisions_applied(context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings,
-                            run_options: RunOptions) -> dg.MaterializeResult:
-    watch = Stopwatch()
-    config = settings.get()
-    if not config.instant_accounts.enabled:
-        return _disabled()
-    params = {"run_id": context.run.run_id}
-    if run_options.dry_run:
-        with web.engine.connect() as conn:
-            by_outcome = _counts(conn, "SELECT outcome, count(*) FROM userdebtor.plan_login"
-                                       " WHERE run_id = :run_id GROUP BY outcome", params)
-            preview = sample(conn, _LOGIN_SAMPLE, params)
-        return dg.MaterializeResult(
-            metadata=counts_metadata({f"would_{k}": v for k, v in by_outcome.items()}, watch.seconds,
-                                     dry_run=True, decisions=dg.MetadataValue.md(preview))
-        )
-    with web.engine.begin() as conn:
+def login_decisions_applied(run: LoadRun) -> dict[str, Any]:
+    params = {"run_id": run.run_id}
+    with run.web.engine.begin() as conn:
         # Emails first, while the events are locked and still unprocessed; the stamps follow in this transaction.
-        emails = sum(queue_reverify_email(conn, login, config) for login in _reverify_logins(conn, context.run_id))
+        emails = sum(queue_reverify_email(conn, login, run.config) for login in _reverify_logins(conn, run.run_id))
         counts = LOGINS_SQL.run(conn, params)
         preview = sample(conn, _LOGIN_SAMPLE, params)
-    return dg.MaterializeResult(
-        metadata=counts_metadata(
-            {
-                **{name: counts[name] for name in LOGINS_SQL.reads},
-                "reverify_emails_queued": emails,
-            },
-            watch.seconds,
-            decisions=dg.MetadataValue.md(preview),
-        )
-    )
+    return {**{name: counts[name] for name in LOGINS_SQL.reads}, "reverify_emails_queued": emails,
+            "decisions": dg.MetadataValue.md(preview)}
 
 
 assets = [registration_decisions, instant_accounts_opened, verified_tokens_applied, login_decisions,

@@ -17,8 +17,10 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from userdebtor_pipeline.defs.blocks import LoadRun, load, pair_counts, plan_table_metadata
 from userdebtor_pipeline.defs.common import Stopwatch, change_window, counts_metadata, sample
-from userdebtor_pipeline.defs.contacts.load import contact_links_applied, customer_mirror
+from userdebtor_pipeline.defs.contacts.customer_mirror import customer_mirror
+from userdebtor_pipeline.defs.contacts.load import contact_links_applied
 from userdebtor_pipeline.defs.contacts.plan import USER_DEBTOR_LOADS
 from userdebtor_pipeline.defs.expectations import check_frame
 from userdebtor_pipeline.defs.extract.assets import change_window as change_window_asset
@@ -30,12 +32,11 @@ from userdebtor_pipeline.defs.instant_accounts.assets import (
     verified_tokens_applied,
 )
 from userdebtor_pipeline.defs.problems import Problem, record_problems
-from userdebtor_pipeline.defs.resources import ErpDatabase, RunOptions, SyncSettings, WebDatabase
+from userdebtor_pipeline.defs.resources import ErpDatabase, SyncSettings, WebDatabase
 from userdebtor_pipeline.defs.sql_file import SqlFile
 from userdebtor_pipeline.settings import Settings
 
 PLAN = "plan"
-LOAD = "load"
 WATERMARK = "order_history"  # its value: the archive cut-off of the last load; its note: the settings digest
 # The check reads at most this many planned writes, the doubtful ones first, so its verdict holds for all.
 CHECK_ROW_LIMIT = 50_000
@@ -63,10 +64,6 @@ def _settings_digest(settings: Settings) -> str:
     history, instant = settings.order_history, settings.instant_accounts
     text = "\x00".join([str(history.archive_days), *sorted(history.hidden_statuses), "|", instant.cash_account_code])
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _counts(conn: Connection, query: str, params: dict[str, Any]) -> dict[str, int]:
-    return {str(k): int(v) for k, v in conn.execute(sa.text(query), params).all()}
 
 
 @dg.asset(
@@ -107,9 +104,9 @@ def order_history_plan(context: dg.AssetExecutionContext, erp: ErpDatabase, web:
             {"run_id": context.run_id, "full": full, "cutoff": cutoff, "digest": digest},
         )
         steps = PLAN_SQL.run(conn, params)
-        by_action = _counts(conn, "SELECT action, count(*) FROM userdebtor.plan_order_history"
+        by_action = pair_counts(conn, "SELECT action, count(*) FROM userdebtor.plan_order_history"
                                   " WHERE run_id = :run_id GROUP BY action", params)
-        accounts = _counts(conn, "SELECT action, count(*) FROM userdebtor.plan_order_account"
+        accounts = pair_counts(conn, "SELECT action, count(*) FROM userdebtor.plan_order_account"
                                  " WHERE run_id = :run_id GROUP BY action", params)
         in_store = conn.execute(
             sa.text("SELECT count(*) FROM userdebtor.plan_order_history WHERE run_id = :run_id"
@@ -118,6 +115,7 @@ def order_history_plan(context: dg.AssetExecutionContext, erp: ErpDatabase, web:
         ).scalar_one()
         orders_preview = sample(conn, _PLAN_SAMPLE, params)
         accounts_preview = sample(conn, _ACCOUNT_SAMPLE, params)
+        table = plan_table_metadata(conn, "userdebtor.plan_order_history", context.run_id)
     return dg.MaterializeResult(
         metadata=counts_metadata(
             {
@@ -137,6 +135,7 @@ def order_history_plan(context: dg.AssetExecutionContext, erp: ErpDatabase, web:
             archive_cutoff=cutoff.isoformat(timespec="seconds"),
             planned_orders=dg.MetadataValue.md(orders_preview),
             planned_accounts=dg.MetadataValue.md(accounts_preview),
+            **table,
         )
     )
 
@@ -194,66 +193,54 @@ def planned_orders_are_complete(context: dg.AssetCheckExecutionContext, web: Web
     )
 
 
-@dg.asset(
-    group_name=LOAD,
-    deps=[order_history_plan],
-    description="O1/O2: writes the planned orders into web.order_history and takes away the rest, in one "
-    "transaction with the record of which accounts' orders are shown; reports in-store orders left alone.",
+def _planned_orders(conn: Connection, run_id: str) -> dict[str, Any]:
+    """This run's order plan by action, and its sample; the plan must exist."""
+    params = {"run_id": run_id}
+    planned = conn.execute(
+        sa.text("SELECT count(*) FROM userdebtor.plan_order_history_run WHERE run_id = :run_id"), params
+    ).scalar_one()
+    if not planned:
+        raise RuntimeError(f"run {run_id} has no order history plan: order_history_plan did not run")
+    return {**pair_counts(conn, "SELECT action, count(*) FROM userdebtor.plan_order_history"
+                                " WHERE run_id = :run_id GROUP BY action", params),
+            "planned_orders": dg.MetadataValue.md(sample(conn, _PLAN_SAMPLE, params))}
+
+
+def _forget_the_history_made(run: LoadRun) -> None:
+    """Changes are not followed while switched off: switched on again, the history is rebuilt whole."""
+    with run.web.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM userdebtor.watermark WHERE name = :n"), {"n": WATERMARK})
+
+
+@load(
+    rule="O1/O2: writes the planned orders into web.order_history and takes away the rest, in one transaction with "
+    "the record of which accounts' orders are shown; reports in-store orders left alone.",
+    deps=[order_history_plan], switch="order_history.enabled", would=_planned_orders,
+    when_switched_off=_forget_the_history_made,
 )
-def order_history_synced(context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings,
-                         run_options: RunOptions) -> dg.MaterializeResult:
-    watch = Stopwatch()
-    config = settings.get()
-    params = {"run_id": context.run.run_id}
-    if not config.order_history.enabled:
-        if not run_options.dry_run:
-            with web.engine.begin() as conn:
-                # Changes are not followed while switched off: switched on again, the history is rebuilt whole.
-                conn.execute(sa.text("DELETE FROM userdebtor.watermark WHERE name = :n"), {"n": WATERMARK})
-        return dg.MaterializeResult(metadata={"enabled": False, "note": "order_history.enabled is false"})
-    with web.engine.begin() as conn:
-        planned = conn.execute(
-            sa.text("SELECT count(*) FROM userdebtor.plan_order_history_run WHERE run_id = :run_id"), params
-        ).scalar_one()
-        if not planned:
-            raise RuntimeError(f"run {context.run_id} has no order history plan: order_history_plan did not run")
-        by_action = _counts(conn, "SELECT action, count(*) FROM userdebtor.plan_order_history"
-                                  " WHERE run_id = :run_id GROUP BY action", params)
-        preview = sample(conn, _PLAN_SAMPLE, params)
+def order_history_synced(run: LoadRun) -> dict[str, Any]:
+    params = {"run_id": run.run_id}
+    with run.web.engine.begin() as conn:
+        planned = _planned_orders(conn, run.run_id)
         ambiguous = conn.execute(
             sa.text("SELECT order_no, why FROM userdebtor.plan_order_history"
                     " WHERE run_id = :run_id AND action = 'ambiguous' ORDER BY order_no"),
             params,
         ).all()
-        if run_options.dry_run:
-            return dg.MaterializeResult(
-                metadata=counts_metadata(
-                    {f"would_{action}": count for action, count in by_action.items()}, watch.seconds,
-                    dry_run=True, planned_orders=dg.MetadataValue.md(preview),
-                )
-            )
         counts = APPLY_SQL.run(conn, params)
         reported = record_problems(
-            conn, config, context.run_id,
+            conn, run.config, run.run_id,
             [Problem(kind="in_store_order_ambiguous_email", rule="O2", subject=f"order:{order_no}",
                      detail=f"In-store order {order_no} is not shown to anyone: {why}.")
              for order_no, why in ambiguous],
         )
-    return dg.MaterializeResult(
-        metadata=counts_metadata(
-            {
-                "orders_removed": counts["orders_removed"],
-                "orders_written": counts["orders_written"],
-                "orders_added": by_action.get("add", 0),
-                "orders_updated": by_action.get("update", 0),
-                "accounts_shown": counts["accounts_shown"],
-                "accounts_no_longer_shown": counts["accounts_no_longer_shown"],
-                "in_store_orders_ambiguous": reported,
-            },
-            watch.seconds,
-            planned_orders=dg.MetadataValue.md(preview),
-        )
-    )
+    return {
+        **{name: counts[name] for name in APPLY_SQL.reads},
+        "orders_added": planned.get("add", 0),
+        "orders_updated": planned.get("update", 0),
+        "in_store_orders_ambiguous": reported,
+        "planned_orders": planned["planned_orders"],
+    }
 
 
 assets = [order_history_plan, order_history_synced]

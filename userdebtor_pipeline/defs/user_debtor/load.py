@@ -5,20 +5,22 @@ rerun completes: U1 reserves the code before the ERP insert (ON CONFLICT DO NOTH
 U4 writes the ERP first and the bases last, and a base that missed its write is caught up as 'changed alike'.
 """
 
+from typing import Any
+
 import dagster as dg
 import sqlalchemy as sa
 from psycopg import sql
 
 from userdebtor_pipeline.contract import DEB_MASTER_COLUMNS, SYNCABLE_FIELDS
-from userdebtor_pipeline.defs.common import Stopwatch, markdown_table, run_sql
-from userdebtor_pipeline.defs.customer_mirror import mirror_customers
+from userdebtor_pipeline.defs.blocks import LoadRun, load
+from userdebtor_pipeline.defs.common import markdown_table, run_sql
+from userdebtor_pipeline.defs.contacts.customer_mirror import mirror_customers
 from userdebtor_pipeline.defs.extract.assets import DEBTORS, scope_flags
 from userdebtor_pipeline.defs.extract.staging import copy_into_temp, stage
 from userdebtor_pipeline.defs.problems import record_set_aside
 from userdebtor_pipeline.defs.resources import ErpDatabase, RunOptions, SyncSettings, WebDatabase
 from userdebtor_pipeline.defs.sql_file import SqlFile
 from userdebtor_pipeline.defs.user_debtor.checks import new_debtors_vetted, new_users_vetted
-from userdebtor_pipeline.defs.user_debtor.guard import read_guard_verdict
 from userdebtor_pipeline.defs.user_debtor.plan import (
     debtors_to_create,
     field_changes,
@@ -32,6 +34,7 @@ from userdebtor_pipeline.paths import read_sql
 from userdebtor_pipeline.progress import Progress
 
 GROUP = "load"
+SWITCH = "user_debtor.enabled"
 USER_CHUNK = 2_000  # users created per transaction: their links, tokens and welcome emails commit together
 # Every deb_master column but the dates, which the ERP's insert stamps itself.
 _NEW_DEBTOR_COLUMNS = tuple(c for c in DEB_MASTER_COLUMNS if c not in ("dr_date_created", "dr_date_last_changed"))
@@ -41,24 +44,6 @@ COMPLETE_DEBTORS_SQL = SqlFile("user_debtor/complete_debtor_creation.sql",
                                reads=("reservations_completed", "collisions_released"))
 FIELD_CHANGES_WEB_SQL = SqlFile("user_debtor/apply_field_changes_web.sql",
                                 reads=("users", "bases", "conflicts_recorded"))
-
-
-def _skipped(reason: str) -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata={"written": False, "reason": reason})
-
-
-def _not_writing(context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings,
-                 run_options: RunOptions) -> dg.MaterializeResult | None:
-    """Why this load writes nothing this run (a dry run, switched off, held by the U7 guard), or None."""
-    if run_options.dry_run:
-        return _skipped("dry run")
-    if not settings.get().user_debtor.enabled:
-        return _skipped("user_debtor.enabled is false")
-    with web.engine.connect() as conn:
-        guard = read_guard_verdict(conn, context.run_id)
-    if guard.holds:
-        return dg.MaterializeResult(metadata={"written": False, "held": True, "reason": guard.summary})
-    return None
 
 
 def _template_values(erp: ErpDatabase, template: str) -> dict[str, object]:
@@ -73,22 +58,12 @@ def _template_values(erp: ErpDatabase, template: str) -> dict[str, object]:
     return {f"t_{c}": row[c] for c in DEB_MASTER_COLUMNS}
 
 
-@dg.asset(
-    group_name=GROUP,
-    deps=[new_debtors_vetted, user_debtor_plan],
-    description="U1: new ERP debtors written (copied from the template) and linked to their web users.",
+@load(
+    rule="U1: new ERP debtors written (copied from the template) and linked to their web users.",
+    deps=[new_debtors_vetted, user_debtor_plan], switch=SWITCH, held_by_guard=True, uses_erp=True,
 )
-def erp_debtors_created(
-    context: dg.AssetExecutionContext,
-    erp: ErpDatabase,
-    web: WebDatabase,
-    settings: SyncSettings,
-    run_options: RunOptions,
-) -> dg.MaterializeResult:
-    watch = Stopwatch()
-    config = settings.get()
-    if (not_writing := _not_writing(context, web, settings, run_options)) is not None:
-        return not_writing
+def erp_debtors_created(run: LoadRun) -> dict[str, Any]:
+    config, erp, web = run.config, run.erp, run.web
     params = {"creation_fields": list(config.user_debtor.creation_fields)}
     with web.engine.connect() as conn:
         creating = conn.execute(
@@ -125,7 +100,7 @@ def erp_debtors_created(
                 source=erp.engine,
                 web=conn,
                 full=False,
-                before_merge=scope_flags(settings),
+                before_merge=scope_flags(run.context.resources.settings),
                 detect_deletes=False,
             )
         counts = COMPLETE_DEBTORS_SQL.run(conn)
@@ -133,7 +108,7 @@ def erp_debtors_created(
         codes = list(conn.execute(sa.text("SELECT dr_cust_code FROM _new_link")).scalars())
         mirror_customers(conn, codes, config.instant_accounts.cash_account_code)
         run_sql(conn, "user_debtor/create_links.sql")
-        reported = record_set_aside(conn, config, context.run_id)
+        reported = record_set_aside(conn, config, run.run_id)
         preview = markdown_table(
             [
                 dict(r)
@@ -142,31 +117,22 @@ def erp_debtors_created(
                 ).mappings()
             ]
         )
-    return dg.MaterializeResult(
-        metadata={
-            "debtors_inserted_in_erp": inserted,
-            "debtors_created": int(counts.get("reservations_completed", 0)),
-            "pairs_linked": int(linked),
-            "code_collisions": int(counts.get("collisions_released", 0)),
-            **reported,
-            "sample": dg.MetadataValue.md(preview),
-            "seconds": watch.seconds,
-        }
-    )
+    return {
+        "debtors_inserted_in_erp": inserted,
+        "debtors_created": int(counts.get("reservations_completed", 0)),
+        "pairs_linked": int(linked),
+        "code_collisions": int(counts.get("collisions_released", 0)),
+        **reported,
+        "sample": dg.MetadataValue.md(preview),
+    }
 
 
-@dg.asset(
-    group_name=GROUP,
-    deps=[new_users_vetted, user_debtor_plan],
-    description="U2/U3: web users created for new ERP debtors (or linked), each with a welcome email.",
+@load(
+    rule="U2/U3: web users created for new ERP debtors (or linked), each with a welcome email.",
+    deps=[new_users_vetted, user_debtor_plan], switch=SWITCH, held_by_guard=True,
 )
-def web_users_created(
-    context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings, run_options: RunOptions
-) -> dg.MaterializeResult:
-    watch = Stopwatch()
-    config = settings.get()
-    if (not_writing := _not_writing(context, web, settings, run_options)) is not None:
-        return not_writing
+def web_users_created(run: LoadRun) -> dict[str, Any]:
+    config, web = run.config, run.web
     with web.engine.connect() as conn:
         codes = list(
             conn.execute(
@@ -174,7 +140,7 @@ def web_users_created(
             ).scalars()
         )
     created = linked = emails = 0
-    progress = Progress("web users created (U2)", len(codes), unit="users", log=context.log)
+    progress = Progress("web users created (U2)", len(codes), unit="users", log=run.context.log)
     for start in range(0, len(codes), USER_CHUNK):
         chunk = codes[start : start + USER_CHUNK]
         with web.engine.begin() as conn:
@@ -195,39 +161,21 @@ def web_users_created(
         progress.advance(len(chunk))
     progress.finish()
     with web.engine.begin() as conn:
-        reported = record_set_aside(conn, config, context.run_id)
-    return dg.MaterializeResult(
-        metadata={
-            "users_created": created,
-            "pairs_linked": linked,
-            "welcome_emails_queued": emails,
-            **reported,
-            "seconds": watch.seconds,
-        }
-    )
+        reported = record_set_aside(conn, config, run.run_id)
+    return {"users_created": created, "pairs_linked": linked, "welcome_emails_queued": emails, **reported}
 
 
-@dg.asset(
-    group_name=GROUP,
+@load(
+    rule="U4/U5: field changes written each way (pairs linked in this run included), bases moved, "
+    "conflicts recorded and warned about.",
     # After U1 and U2: the pairs they link get their first field changes in the same run (A3).
     deps=[field_changes, user_debtor_plan, erp_debtors_created, web_users_created],
-    description="U4/U5: field changes written each way (pairs linked in this run included), bases moved, "
-    "conflicts recorded and warned about.",
+    switch=SWITCH, held_by_guard=True, uses_erp=True,
 )
-def field_changes_applied(
-    context: dg.AssetExecutionContext,
-    erp: ErpDatabase,
-    web: WebDatabase,
-    settings: SyncSettings,
-    run_options: RunOptions,
-) -> dg.MaterializeResult:
-    watch = Stopwatch()
-    config = settings.get()
-    if (not_writing := _not_writing(context, web, settings, run_options)) is not None:
-        return not_writing
-    to_erp = 0
+def field_changes_applied(run: LoadRun) -> dict[str, Any]:
+    config, erp, web = run.config, run.erp, run.web
     with web.engine.begin() as conn:
-        plan_field_changes_of_new_links(conn, config, context.run_id, run_options.dry_run)
+        plan_field_changes_of_new_links(conn, config, run.run_id, run.options.dry_run)
     with web.engine.connect() as conn, erp.engine.begin() as erp_conn:
         erp_conn.exec_driver_sql(
             "CREATE TEMP TABLE _debtor_change (dr_cust_code text PRIMARY KEY, "
@@ -245,39 +193,26 @@ def field_changes_applied(
     with web.engine.begin() as conn:
         counts = FIELD_CHANGES_WEB_SQL.run(
             conn,
-            {"policy": config.user_debtor.conflict_policy, "run_id": context.run_id},
+            {"policy": config.user_debtor.conflict_policy, "run_id": run.run_id},
         )
-        reported = record_set_aside(conn, config, context.run_id)
-    return dg.MaterializeResult(
-        metadata={
-            "debtors_updated_in_erp": to_erp,
-            "users_updated_on_web": int(counts["users"]),
-            "links_rebased": int(counts["bases"]),
-            "conflicts_recorded": int(counts["conflicts_recorded"]),
-            **reported,
-            "seconds": watch.seconds,
-        }
-    )
+        reported = record_set_aside(conn, config, run.run_id)
+    return {
+        "debtors_updated_in_erp": to_erp,
+        "users_updated_on_web": int(counts["users"]),
+        "links_rebased": int(counts["bases"]),
+        "conflicts_recorded": int(counts["conflicts_recorded"]),
+        **reported,
+    }
 
 
-@dg.asset(
-    group_name=GROUP,
-    deps=[link_exits, user_debtor_plan],
-    description="U6: links of deleted debtors ended (users deactivated), out-of-scope links suspended.",
+@load(
+    rule="U6: links of deleted debtors ended (users deactivated), out-of-scope links suspended.",
+    deps=[link_exits, user_debtor_plan], switch=SWITCH, held_by_guard=True,
 )
-def link_exits_applied(
-    context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings, run_options: RunOptions
-) -> dg.MaterializeResult:
-    watch = Stopwatch()
-    config = settings.get()
-    if (not_writing := _not_writing(context, web, settings, run_options)) is not None:
-        return not_writing
-    with web.engine.begin() as conn:
+def link_exits_applied(run: LoadRun) -> dict[str, Any]:
+    with run.web.engine.begin() as conn:
         counts = run_sql(conn, "user_debtor/apply_link_exits.sql")
-        reported = record_set_aside(conn, config, context.run_id)
-    return dg.MaterializeResult(
-        metadata={**{k: int(v) for k, v in counts.items()}, **reported, "seconds": watch.seconds}
-    )
+        return {**counts, **record_set_aside(conn, run.config, run.run_id)}
 
 
 @dg.asset(

@@ -10,7 +10,8 @@ import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from userdebtor_pipeline.defs.common import EMAIL_PATTERN, Stopwatch, change_window, run_sql, sample
+from userdebtor_pipeline.defs.blocks import PlanRun, sql_plan
+from userdebtor_pipeline.defs.common import EMAIL_PATTERN, change_window, sample
 from userdebtor_pipeline.defs.extract.assets import change_window as change_window_asset
 from userdebtor_pipeline.defs.resources import RunOptions, SyncSettings, WebDatabase
 from userdebtor_pipeline.defs.sql_file import SqlFile
@@ -18,6 +19,7 @@ from userdebtor_pipeline.defs.user_debtor.guard import record_guard_verdict
 from userdebtor_pipeline.settings import Settings
 
 GROUP = "plan"
+SWITCH = "user_debtor.enabled"
 # U4's plan again for the pairs linked later in the run: its plan table is kept, not reset.
 FIELD_CHANGES_SQL = SqlFile("user_debtor/plan_field_changes.sql", reads=("reset", "reset_plan"))
 
@@ -49,111 +51,53 @@ def plan_field_changes_of_new_links(conn: Connection, config: Settings, run_id: 
     FIELD_CHANGES_SQL.run(conn, params, skip=FIELD_CHANGES_SQL.reads)
 
 
-def _plan(
-    context: dg.AssetExecutionContext,
-    web: WebDatabase,
-    settings: SyncSettings,
-    run_options: RunOptions,
-    sql_file: str,
-    count_sql: str,
-    sample_sql: str,
-) -> dg.MaterializeResult:
-    watch = Stopwatch()
-    config = settings.get()
-    with web.engine.begin() as conn:
-        window = change_window(conn, context.run_id)
-        if config.user_debtor.enabled:
-            run_sql(conn, sql_file, plan_parameters(config, context.run_id, window.since, run_options.dry_run))
-        counts = {f"{k}": int(v) for k, v in conn.execute(sa.text(count_sql)).all()}
-        preview = sample(conn, sample_sql)
-    return dg.MaterializeResult(
-        metadata={
-            **{k: dg.MetadataValue.int(v) for k, v in counts.items()},
-            "enabled": config.user_debtor.enabled,
-            "since_seq": window.since,
-            "sample": dg.MetadataValue.md(preview),
-            "seconds": watch.seconds,
-        }
-    )
+def _parameters(run: PlanRun) -> dict[str, Any]:
+    return plan_parameters(run.config, run.run_id, run.window.since, run.dry_run)
 
 
-@dg.asset(
-    group_name=GROUP,
-    deps=[change_window_asset],
-    description="U1: web users of the configured roles that get a new ERP debtor (code reserved) or a matching one.",
+debtors_to_create = sql_plan(
+    "debtors_to_create",
+    rule="U1: web users of the configured roles that get a new ERP debtor (code reserved) or a matching one.",
+    sql=SqlFile("user_debtor/plan_debtors_to_create.sql"),
+    table="userdebtor.plan_debtor_create",
+    counts="SELECT action, count(*) FROM userdebtor.plan_debtor_create GROUP BY action",
+    sample_rows="SELECT user_id, action, dr_cust_code FROM userdebtor.plan_debtor_create ORDER BY user_id",
+    params=_parameters, switch=SWITCH, deps=[change_window_asset],
 )
-def debtors_to_create(
-    context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings, run_options: RunOptions
-) -> dg.MaterializeResult:
-    return _plan(
-        context,
-        web,
-        settings,
-        run_options,
-        "user_debtor/plan_debtors_to_create.sql",
-        "SELECT action, count(*) FROM userdebtor.plan_debtor_create GROUP BY action",
-        "SELECT user_id, action, dr_cust_code FROM userdebtor.plan_debtor_create ORDER BY user_id",
-    )
 
-
-@dg.asset(
-    group_name=GROUP,
-    deps=[debtors_to_create],
-    description="U2/U3: in-scope ERP debtors that get a web user (with a welcome email) or are linked to one.",
+users_to_create = sql_plan(
+    "users_to_create",
+    rule="U2/U3: in-scope ERP debtors that get a web user (with a welcome email) or are linked to one.",
+    sql=SqlFile("user_debtor/plan_users_to_create.sql"),
+    table="userdebtor.plan_user_create",
+    counts="SELECT action, count(*) FROM userdebtor.plan_user_create GROUP BY action",
+    sample_rows="SELECT dr_cust_code, action, user_id, pending_approval FROM userdebtor.plan_user_create"
+    " ORDER BY dr_cust_code",
+    params=_parameters, switch=SWITCH, deps=[debtors_to_create],
 )
-def users_to_create(
-    context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings, run_options: RunOptions
-) -> dg.MaterializeResult:
-    return _plan(
-        context,
-        web,
-        settings,
-        run_options,
-        "user_debtor/plan_users_to_create.sql",
-        "SELECT action, count(*) FROM userdebtor.plan_user_create GROUP BY action",
-        "SELECT dr_cust_code, action, user_id, pending_approval FROM userdebtor.plan_user_create ORDER BY dr_cust_code",
-    )
 
-
-@dg.asset(
-    group_name=GROUP,
-    deps=[change_window_asset],
-    description="U4/U5: field changes each way for linked pairs, conflicts with base / web / ERP values.",
+field_changes = sql_plan(
+    "field_changes",
+    rule="U4/U5: field changes each way for linked pairs, conflicts with base / web / ERP values.",
+    sql=FIELD_CHANGES_SQL,
+    table="userdebtor.plan_field_change",
+    counts="SELECT direction || CASE WHEN is_conflict THEN '_conflict' ELSE '' END, count(*)"
+    " FROM userdebtor.plan_field_change GROUP BY 1",
+    sample_rows="SELECT link_id, dr_cust_code, field, direction, is_conflict, base_value, web_value, erp_value"
+    " FROM userdebtor.plan_field_change ORDER BY is_conflict DESC, link_id, field",
+    params=_parameters, switch=SWITCH, deps=[change_window_asset],
 )
-def field_changes(
-    context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings, run_options: RunOptions
-) -> dg.MaterializeResult:
-    return _plan(
-        context,
-        web,
-        settings,
-        run_options,
-        "user_debtor/plan_field_changes.sql",
-        "SELECT direction || CASE WHEN is_conflict THEN '_conflict' ELSE '' END, count(*)"
-        " FROM userdebtor.plan_field_change GROUP BY 1",
-        "SELECT link_id, dr_cust_code, field, direction, is_conflict, base_value, web_value, erp_value"
-        " FROM userdebtor.plan_field_change ORDER BY is_conflict DESC, link_id, field",
-    )
 
-
-@dg.asset(
-    group_name=GROUP,
-    deps=[change_window_asset],
-    description="U6: linked debtors deleted in the ERP or out of the filter's scope (and back in).",
+link_exits = sql_plan(
+    "link_exits",
+    rule="U6: linked debtors deleted in the ERP or out of the filter's scope (and back in).",
+    sql=SqlFile("user_debtor/plan_link_exits.sql"),
+    table="userdebtor.plan_link_exit",
+    counts="SELECT action, count(*) FROM userdebtor.plan_link_exit GROUP BY action",
+    sample_rows="SELECT link_id, user_id, dr_cust_code, action, deactivate_user FROM userdebtor.plan_link_exit"
+    " ORDER BY link_id",
+    params=_parameters, switch=SWITCH, deps=[change_window_asset],
 )
-def link_exits(
-    context: dg.AssetExecutionContext, web: WebDatabase, settings: SyncSettings, run_options: RunOptions
-) -> dg.MaterializeResult:
-    return _plan(
-        context,
-        web,
-        settings,
-        run_options,
-        "user_debtor/plan_link_exits.sql",
-        "SELECT action, count(*) FROM userdebtor.plan_link_exit GROUP BY action",
-        "SELECT link_id, user_id, dr_cust_code, action, deactivate_user FROM userdebtor.plan_link_exit"
-        " ORDER BY link_id",
-    )
 
 
 @dg.asset(
