@@ -14,12 +14,14 @@ import pytest
 
 from tests.dagster_services import Webserver
 from tests.support import a_finished_and_a_held_run
+from userdebtor_pipeline.defs.domains import RUN_ORDER
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 PAGE_TIMEOUT = 60
-EXTRACT_ASSETS = ("sync_run_started", "staged_erp_debtors", "staged_web_users", "staged_crm_contacts",
-                  "staged_sales_orders", "staged_web_customers", "staged_debtor_conversions")
+# The first group a run goes through: the run's start, the staged conversions and the conversions applied.
+CONVERSION_ASSETS = ("sync_run_started", "staged_debtor_conversions", "conversion_ledger",
+                     "customer_conversions_applied")
 LOCATION = "userdebtor_pipeline.definitions"  # the code location of `dagster-webserver -m ...`
 HELD_ASSET, HELD_CHECK = "new_debtors_vetted", "template_customer_exists"
 SCREENSHOTS = os.environ.get("USERDEBTOR_TEST_SCREENSHOTS")  # a folder to keep each page's screenshot in
@@ -88,9 +90,12 @@ def test_an_operator_finds_assets_runs_and_failed_checks_in_the_browser(browser,
         server.wait_until_up()
         server.wait_for_locations({LOCATION}, server)
 
-        # The asset graph of the extract group: every asset by name, materialized by the terminal's runs.
-        problems = _missing_on_page(browser, f"{server.url}/locations/{LOCATION}/asset-groups/extract",
-                                    *EXTRACT_ASSETS, "Materialized", name="asset-graph")
+        # The whole graph collapsed to groups: one box per domain (their left-to-right order is asserted on
+        # the definitions, tests/test_definitions.py; the screenshot shows it).
+        problems = _missing_on_page(browser, f"{server.url}/asset-groups", *RUN_ORDER, name="group-graph")
+        # The asset graph of the first group: every asset by name, materialized by the terminal's runs.
+        problems += _missing_on_page(browser, f"{server.url}/locations/{LOCATION}/asset-groups/conversions",
+                                     *CONVERSION_ASSETS, "Materialized", name="asset-graph")
         # The finished run: its success.
         problems += _missing_on_page(browser, f"{server.url}/runs/{finished.run_id}", "Success",
                                      finished.run_id[:8], name="finished-run")

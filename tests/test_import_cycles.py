@@ -79,5 +79,6 @@ def test_the_cycle_finder_sees_a_circle_hidden_in_a_function() -> None:
 
 def test_the_package_has_no_import_cycle() -> None:
     graph = import_graph()
-    assert "userdebtor_pipeline.defs.jobs" in graph["userdebtor_pipeline.defs.automation.sensors"]
+    # runner.py imports the job inside a function: the walk sees it.
+    assert "userdebtor_pipeline.defs.jobs" in graph["userdebtor_pipeline.runner"]
     assert cycles(graph) == []

@@ -3,6 +3,7 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import ClassVar
 
 import dagster as dg
 import sqlalchemy as sa
@@ -13,30 +14,34 @@ from userdebtor_pipeline.db import check_reachable, engine_for, resolve_urls
 from userdebtor_pipeline.settings import Settings, load_settings
 
 
-class ErpDatabase(dg.ConfigurableResource):
+class _Database(dg.ConfigurableResource):
+    """A database the pipeline reads or writes; no URL: the environment's (USERDEBTOR_<SIDE>_URL), else the
+    embedded PostgreSQL."""
+
+    url: str | None = None
+    side: ClassVar[str]  # "erp" or "web": which of resolve_urls() to use
+    label: ClassVar[str]  # how an error names it
+
+    @property
+    def engine(self) -> Engine:
+        return engine_for(self.url or getattr(resolve_urls(), self.side))
+
+    def check(self) -> None:
+        check_reachable(self.engine, self.label)
+
+
+class ErpDatabase(_Database):
     """The ERP database (schema `erp`). No URL: USERDEBTOR_ERP_URL, else the embedded PostgreSQL."""
 
-    url: str | None = None
-
-    @property
-    def engine(self) -> Engine:
-        return engine_for(self.url or resolve_urls().erp)
-
-    def check(self) -> None:
-        check_reachable(self.engine, "ERP")
+    side: ClassVar[str] = "erp"
+    label: ClassVar[str] = "ERP"
 
 
-class WebDatabase(dg.ConfigurableResource):
+class WebDatabase(_Database):
     """The web database (schema `web`) that also holds the pipeline's own state (schema `userdebtor`)."""
 
-    url: str | None = None
-
-    @property
-    def engine(self) -> Engine:
-        return engine_for(self.url or resolve_urls().web)
-
-    def check(self) -> None:
-        check_reachable(self.engine, "web")
+    side: ClassVar[str] = "web"
+    label: ClassVar[str] = "web"
 
 
 class SyncSettings(dg.ConfigurableResource):

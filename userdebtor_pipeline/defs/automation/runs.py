@@ -1,4 +1,4 @@
-"""Whether a sync of this retailer is already on its way: sensors skip a tick rather than queue a second run."""
+"""What the sensors that start a sync share: how they are declared, and whether a sync is already on its way."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import dagster as dg
 
 from userdebtor_pipeline.defs.jobs import SYNC_JOB_NAME
 from userdebtor_pipeline.defs.retailer import RETAILER_TAG, retailer_name
+
+# The probes cost milliseconds, so a change on either side starts a run within 15 s.
+PROBE_INTERVAL_SECONDS = 15
 
 _IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
                 dg.DagsterRunStatus.STARTED]
@@ -20,3 +23,10 @@ def sync_in_progress(context: dg.SensorEvaluationContext) -> bool:
         return False
     return bool(instance.get_run_records(filters=dg.RunsFilter(
         job_name=SYNC_JOB_NAME, statuses=_IN_PROGRESS, tags={RETAILER_TAG: retailer_name()}), limit=1))
+
+
+def sync_starting_sensor(name: str, description: str):
+    """The decorator of a sensor that starts the sync job: probed every PROBE_INTERVAL_SECONDS, off until
+    someone turns it on in the UI."""
+    return dg.sensor(name=name, job_name=SYNC_JOB_NAME, minimum_interval_seconds=PROBE_INTERVAL_SECONDS,
+                     default_status=dg.DefaultSensorStatus.STOPPED, description=description)

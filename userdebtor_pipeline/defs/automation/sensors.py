@@ -21,12 +21,8 @@ from sqlalchemy.engine import Engine
 
 from userdebtor_pipeline.db import check_reachable
 from userdebtor_pipeline.defs.automation.failure import warn_about_failed_run
-from userdebtor_pipeline.defs.automation.runs import sync_in_progress
-from userdebtor_pipeline.defs.jobs import SYNC_JOB_NAME
+from userdebtor_pipeline.defs.automation.runs import PROBE_INTERVAL_SECONDS, sync_in_progress, sync_starting_sensor
 from userdebtor_pipeline.defs.resources import ErpDatabase, SyncSettings, WebDatabase
-
-# The probe costs milliseconds, so an edit on either side starts a run within 15 s.
-CHANGE_PROBE_INTERVAL_SECONDS = 15
 
 # Each max() reads one end of an index (deb_master_last_changed_idx, crm_contact_last_changed_idx,
 # sales_order_date_stamp_idx, the primary key of deb_conversion, app_user_updated_at_idx).
@@ -64,13 +60,10 @@ def changed_sources(marks: Mapping[str, Any], seen: Mapping[str, Any]) -> list[s
     return sorted(key for key, value in marks.items() if seen.get(key) != value)
 
 
-@dg.sensor(
-    name="erp_or_web_changed_sensor",
-    job_name=SYNC_JOB_NAME,
-    minimum_interval_seconds=CHANGE_PROBE_INTERVAL_SECONDS,
-    default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Starts a changed-since sync when a debtor, contact, sales order or code conversion changed in "
-    "the ERP, or a user on the web: a cheap probe of each table's newest change stamp against the cursor.",
+@sync_starting_sensor(
+    "erp_or_web_changed_sensor",
+    "Starts a changed-since sync when a debtor, contact, sales order or code conversion changed in the ERP, or a "
+    "user on the web: a cheap probe of each table's newest change stamp against the cursor.",
 )
 def erp_or_web_changed_sensor(context: dg.SensorEvaluationContext, erp: ErpDatabase,
                               web: WebDatabase) -> dg.RunRequest | dg.SkipReason:
@@ -93,7 +86,7 @@ def erp_or_web_changed_sensor(context: dg.SensorEvaluationContext, erp: ErpDatab
 
 @dg.run_failure_sensor(
     name="sync_run_failed_warning",
-    minimum_interval_seconds=CHANGE_PROBE_INTERVAL_SECONDS,
+    minimum_interval_seconds=PROBE_INTERVAL_SECONDS,
     # On by default: the warning is most needed when nobody is watching the UI.
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Emails the warning address (user_debtor.warning_emails_to) once per failed or held run, naming "

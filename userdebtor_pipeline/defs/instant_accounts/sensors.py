@@ -9,12 +9,9 @@ from dataclasses import dataclass
 import dagster as dg
 import sqlalchemy as sa
 
-from userdebtor_pipeline.defs.automation.runs import sync_in_progress
-from userdebtor_pipeline.defs.jobs import SYNC_JOB_NAME
+from userdebtor_pipeline.defs.automation.runs import sync_in_progress, sync_starting_sensor
 from userdebtor_pipeline.defs.resources import WebDatabase
 from userdebtor_pipeline.paths import read_sql
-
-MINIMUM_INTERVAL_SECONDS = 15
 
 
 @dataclass(frozen=True)
@@ -47,13 +44,10 @@ def probe_pending_work(web: WebDatabase) -> PendingWork:
     return PendingWork(int(request or 0), int(login or 0))
 
 
-@dg.sensor(
-    name="instant_account_requests_sensor",
-    job_name=SYNC_JOB_NAME,
-    minimum_interval_seconds=MINIMUM_INTERVAL_SECONDS,
-    default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Starts a sync when a registration request is pending or an instant-account login waits for "
-    "its decision (I1, I2), so people get their answer in seconds rather than at the next schedule.",
+@sync_starting_sensor(
+    "instant_account_requests_sensor",
+    "Starts a sync when a registration request is pending or an instant-account login waits for its decision "
+    "(I1, I2), so people get their answer in seconds rather than at the next schedule.",
 )
 def instant_account_requests_sensor(context: dg.SensorEvaluationContext,
                                     web: WebDatabase) -> dg.RunRequest | dg.SkipReason:
