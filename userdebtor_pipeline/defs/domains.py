@@ -30,7 +30,8 @@ from userdebtor_pipeline.defs.retailer import DEFAULT_RETAILER, retailer_name
 RUN_ORDER = ("conversions", "user_debtor", "contacts", "instant_accounts", "orders", "access", "notify", INVITE_GROUP)
 # The folder of the staged extracts: no group of its own, its assets go to the first domain that reads them.
 EXTRACT = "extract"
-# The stage each asset was written for, by the group its module gave it.
+# The stage each asset was written for, by the group its module gave it: the conversions and I4's invitation
+# write to the web, so they are loads.
 STAGE_OF_GROUP = {"extract": "extract", "plan": "plan", "load": "load", "notify": "notify",
                   "conversions": "load", INVITE_GROUP: "load"}
 
