@@ -143,3 +143,19 @@ def settings_path(pipeline_env: Databases, tmp_path, monkeypatch: pytest.MonkeyP
     path = write_settings(tmp_path / "userdebtor.yaml")
     monkeypatch.setenv("USERDEBTOR_CONFIG", str(path))
     return path
+
+
+@pytest.fixture
+def dbs(pipeline_env: Databases, settings_path: Path) -> Databases:
+    """The databases of a sync test: example settings, and the template customer new debtors copy (U1)."""
+    from tests.support import add_template
+
+    add_template(pipeline_env.erp)
+    return pipeline_env
+
+
+@pytest.fixture
+def env(pipeline_env: Databases, settings_path: Path) -> Databases:
+    """The databases of a sync test with the example settings, whose file is `env.settings_path`."""
+    pipeline_env.settings_path = settings_path  # type: ignore[attr-defined]
+    return pipeline_env

@@ -11,6 +11,8 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import Engine
 
+from userdebtor_pipeline.runner import SyncOutcome, run_sync
+
 NOW = datetime.now(UTC).replace(microsecond=0)
 EXAMPLE = Path(__file__).resolve().parent.parent / "userdebtor.example.yaml"
 
@@ -159,3 +161,17 @@ def a_finished_and_a_held_run(env: Any, settings_path: Path, email: str, name: s
     write_settings(settings_path, user_debtor={"template_customer": "NO_SUCH_TEMPLATE"})
     add_user(env.web, "waits@mail.example")
     return finished, run_sync()
+
+
+def synced(**options: Any) -> SyncOutcome:
+    """A sync run (run_sync's options) that succeeded; a check that only warns may have failed."""
+    outcome = run_sync(**options)
+    assert outcome.success, (outcome.errors, outcome.failed_steps, outcome.failed_checks)
+    return outcome
+
+
+def synced_clean(**options: Any) -> SyncOutcome:
+    """A sync run that succeeded with every check passing."""
+    outcome = synced(**options)
+    assert not outcome.failed_checks, outcome.check_metadata
+    return outcome

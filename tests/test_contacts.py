@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.support import add_debtor, add_user, digest, erp_change, one, rows, write_settings
+from tests.support import synced_clean as synced
 from userdebtor_pipeline.defs.contacts.checks import judge_contact_links_plan
 from userdebtor_pipeline.defs.resources import WebDatabase
-from userdebtor_pipeline.runner import SyncOutcome, run_sync
 
 WEB_STATE = {
     "users": "SELECT user_id, email_address, name, role, status, default_customer_code FROM web.app_user ORDER BY 1",
@@ -89,13 +89,6 @@ def link_website_account(web: Engine, user_id: int, code: str) -> None:
 
 
 # ---------------------------------------------------------------- reading the web back
-def synced(**options: bool) -> SyncOutcome:
-    outcome = run_sync(**options)
-    assert outcome.success, (outcome.failed_checks, outcome.errors)
-    assert not outcome.failed_checks, outcome.check_metadata
-    return outcome
-
-
 def user_id_of(web: Engine, email: str) -> int | None:
     return one(web, "SELECT user_id FROM web.app_user WHERE lower(email_address) = lower(:e)", e=email)
 

@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 import sqlalchemy as sa
 
-from tests.support import add_debtor, add_template, add_user, erp_change, one, rows
+from tests.support import add_debtor, add_user, erp_change, one, rows, synced
 from userdebtor_pipeline.runner import run_sync
-
-
-@pytest.fixture
-def dbs(pipeline_env, settings_path):
-    add_template(pipeline_env.erp)
-    return pipeline_env
-
-
-def synced(**options):
-    outcome = run_sync(**options)
-    assert outcome.success, (outcome.failed_checks, outcome.errors)
-    return outcome
 
 
 def convert(erp, seq: int, old: str, new: str, *, erp_keeps_new: bool = False) -> None:

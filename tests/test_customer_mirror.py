@@ -5,18 +5,11 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support import add_debtor, digest, erp_change, one, rows, write_settings
+from tests.support import synced_clean as synced
 from userdebtor_pipeline.defs.contacts.customer_mirror import mirror_customers
-from userdebtor_pipeline.runner import SyncOutcome, run_sync
 
 CUSTOMER_COLUMNS = "customer_code, name, order_email_address, address1, postcode, phone_number, status," \
                    " is_debtor_customer, is_cash_account"
-
-
-def synced(**options: bool) -> SyncOutcome:
-    outcome = run_sync(**options)
-    assert outcome.success, (outcome.failed_checks, outcome.errors)
-    assert not outcome.failed_checks, outcome.check_metadata
-    return outcome
 
 
 def customer(web, code: str) -> dict | None:

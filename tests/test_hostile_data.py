@@ -13,7 +13,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.support import add_debtor, add_template, add_user, contact, digest, follow_link, one, rows, write_settings
+from tests.support import add_debtor, add_user, contact, digest, follow_link, one, rows, write_settings
+from tests.support import synced_clean as synced
 from userdebtor_pipeline.defs.common import email_key, is_well_formed_email
 from userdebtor_pipeline.runner import SyncOutcome, run_sync
 
@@ -22,20 +23,7 @@ pytestmark = pytest.mark.slow
 OTHER_TYPE = "DEBTOR"  # matched by neither filter: the U and M rules leave such accounts alone
 
 
-@pytest.fixture
-def dbs(pipeline_env, settings_path):
-    add_template(pipeline_env.erp)
-    return pipeline_env
-
-
 # ------------------------------------------------------------------------------------------ helpers
-def synced(**options: Any) -> SyncOutcome:
-    outcome = run_sync(**options)
-    assert outcome.success, (outcome.errors, outcome.failed_steps, outcome.failed_checks)
-    assert not outcome.failed_checks, outcome.check_metadata
-    return outcome
-
-
 
 def change_contact(erp: Engine, contact_id: int, **columns: Any) -> None:
     sets = ", ".join(f"{name} = :{name}" for name in columns)

@@ -15,33 +15,19 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.support import add_debtor, add_template, add_user, contact, one, rows, write_settings
+from tests.support import add_debtor, add_template, add_user, contact, one, rows
+from tests.support import synced_clean as sync
 from userdebtor_pipeline.defs.instant_accounts.accounts import REGISTRATION_REASONS
 from userdebtor_pipeline.defs.instant_accounts.sensors import instant_account_requests_sensor, probe_pending_work
 from userdebtor_pipeline.defs.resources import WebDatabase
 from userdebtor_pipeline.email import hash_token
-from userdebtor_pipeline.runner import SyncOutcome, run_sync
 
 pytestmark = pytest.mark.slow
 
 ACCOUNT_TYPE = "DEBTOR"  # matched by neither customer_master_filter nor css_customer_filter
 
 
-@pytest.fixture
-def env(pipeline_env, tmp_path, monkeypatch):
-    path = write_settings(tmp_path / "userdebtor.yaml")
-    monkeypatch.setenv("USERDEBTOR_CONFIG", str(path))
-    return pipeline_env
-
-
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def sync(**options: Any) -> SyncOutcome:
-    outcome = run_sync(**options)
-    assert outcome.success, (outcome.errors, outcome.failed_steps, outcome.failed_checks)
-    assert not outcome.failed_checks
-    return outcome
 
 
 def account(erp: Engine, code: str, email: str | None = None, status: str = "A", cust_type: str = ACCOUNT_TYPE) -> None:

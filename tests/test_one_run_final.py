@@ -15,29 +15,16 @@ from sqlalchemy.engine import Engine
 from tests.support import (
     add_debtor,
     add_order,
-    add_template,
     add_user,
     erp_change,
     one,
+    synced,
     web_change,
     write_settings,
 )
 from tests.world import fingerprints
-from userdebtor_pipeline.runner import SyncOutcome, run_sync
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def dbs(pipeline_env, settings_path):
-    add_template(pipeline_env.erp)
-    return pipeline_env
-
-
-def synced(**options) -> SyncOutcome:
-    outcome = run_sync(**options)
-    assert outcome.success, (outcome.failed_checks, outcome.errors)
-    return outcome
 
 
 def assert_final(dbs) -> None:

@@ -9,23 +9,10 @@ from collections.abc import Callable
 import pytest
 import sqlalchemy as sa
 
-from tests.support import add_debtor, add_template, add_user, erp_change, one, rows, web_change, write_settings
+from tests.support import add_debtor, add_user, erp_change, one, rows, synced, web_change, write_settings
 from userdebtor_pipeline.cli import main
 from userdebtor_pipeline.defs.resources import SYNC_LOCK_KEY
-from userdebtor_pipeline.runner import run_sync
 from userdebtor_pipeline.schema import init_databases
-
-
-@pytest.fixture
-def dbs(pipeline_env, settings_path):
-    add_template(pipeline_env.erp)
-    return pipeline_env
-
-
-def synced(**options):
-    outcome = run_sync(**options)
-    assert outcome.success, (outcome.failed_checks, outcome.errors)
-    return outcome
 
 
 # ---------------------------------------------------------------- status

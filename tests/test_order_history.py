@@ -14,29 +14,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.support import add_debtor, add_order, add_template, add_user, one, rows, write_settings
-from userdebtor_pipeline.runner import SyncOutcome, run_sync
+from tests.support import synced_clean as sync
 
 pytestmark = pytest.mark.slow
 
 ACCOUNT_TYPE = "DEBTOR"  # matched by neither filter
 
 
-@pytest.fixture
-def env(pipeline_env, tmp_path, monkeypatch):
-    path = write_settings(tmp_path / "userdebtor.yaml")
-    monkeypatch.setenv("USERDEBTOR_CONFIG", str(path))
-    pipeline_env.settings_path = path
-    return pipeline_env
-
-
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def sync(**options: Any) -> SyncOutcome:
-    outcome = run_sync(**options)
-    assert outcome.success, (outcome.errors, outcome.failed_steps, outcome.failed_checks)
-    assert not outcome.failed_checks
-    return outcome
 
 
 def integrated_account(env, code: str, *, cash: bool = False) -> None:

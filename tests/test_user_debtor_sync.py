@@ -17,22 +17,11 @@ from tests.support import (
     erp_change,
     one,
     rows,
+    synced,
     web_change,
     write_settings,
 )
 from userdebtor_pipeline.runner import run_sync
-
-
-@pytest.fixture
-def dbs(pipeline_env, settings_path):
-    add_template(pipeline_env.erp)
-    return pipeline_env
-
-
-def synced(**options):
-    outcome = run_sync(**options)
-    assert outcome.success, (outcome.failed_checks, outcome.errors)
-    return outcome
 
 
 def link_of(dbs, user_id):
