@@ -24,6 +24,7 @@ def golden_db(pg_urls: Callable[[], str]) -> Iterator[Engine]:
 
 
 def test_every_plan_has_golden_cases():
+    """A plan of each rule has its cases: a moved or renamed plan file cannot leave its cases unrun."""
     plans = {case.sql_file for case in CASES}
     assert plans >= {
         "user_debtor/plan_debtors_to_create.sql",
@@ -34,6 +35,8 @@ def test_every_plan_has_golden_cases():
         "contacts/plan_customer_mirror.sql",
         "orders/plan_order_history.sql",
         "instant_accounts/plan_registrations.sql",
+        "instant_accounts/plan_logins.sql",
+        "conversions/apply_conversion_wave.sql",
     }
 
 
