@@ -26,6 +26,7 @@ from tests.support import rows, write_settings
 from tests.world import fingerprints
 from userdebtor_pipeline.runner import run_sync
 from userdebtor_pipeline.seed import seed_databases
+from userdebtor_pipeline.settings import default_settings
 
 pytestmark = pytest.mark.slow
 
@@ -35,13 +36,10 @@ DEFAULT_CASES = [(101, "erp_wins"), (202, "web_wins"), (303, "newest_wins"), (40
 ROUNDS = int(os.environ.get("PROPERTY_ROUNDS", "3"))
 DEBTORS = USERS = 120
 CASH = "CASH"
-SYNC_FIELDS = (  # web column, ERP column
-    ("email_address", "dr_email"), ("name", "dr_cust_name"), ("address1", "dr_addr_1"), ("address2", "dr_addr_2"),
-    ("address3", "dr_addr_3"), ("address4", "dr_addr_4"), ("address5", "dr_addr_5"), ("address6", "dr_addr_6"),
-    ("phone_number", "dr_phone"), ("postcode", "dr_postcode"),
-)
-SETTING_OF_FIELD = {"email_address": "OrderEmailAddress", "name": "Name", "phone_number": "PhoneNumber",
-                    "postcode": "Postcode", **{f"address{i}": f"Address{i}" for i in range(1, 7)}}
+# The default sync fields, from the contract's field map: (web column, ERP column) and each one's setting name.
+_SYNCED = default_settings().user_debtor.sync_field_specs()
+SYNC_FIELDS = tuple((spec.user_column, spec.debtor_column) for spec in _SYNCED)
+SETTING_OF_FIELD = {spec.user_column: spec.name for spec in _SYNCED}
 
 
 def _cases() -> list[tuple[int, str]]:
