@@ -1,7 +1,7 @@
 """PRONTO-style filter queries over `erp.deb_master` (CONTRACT.md, "Filter queries").
 
 A filter such as ``dr-cust-type like "WEB_%"`` is read by a small hand-written tokenizer and a
-recursive-descent parser (the tokens are `filter_tokens`') and turned into a SQLAlchemy expression. Values
+recursive-descent parser (over the tokens of `filter_tokens`) and turned into a SQLAlchemy expression. Values
 only ever become bound parameters; no part of the filter text reaches the SQL as text, and anything outside the grammar
 (functions, sub-queries, ``;``, comments, unknown columns) is refused with the position of the problem.
 
