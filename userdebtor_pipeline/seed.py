@@ -59,6 +59,7 @@ _log = logging.getLogger(__name__)
 __all__ = ["SeedError", "SeedReport", "default_conversions", "final_codes", "plan_conversions",
            "refuse_filled_tables", "seed_databases", "seed_for_settings"]
 
+
 @dataclass
 class SeedReport:
     """Rows per table after seeding (`erp.deb_master`: 2008, ...) and the seconds it took."""
