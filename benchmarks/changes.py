@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from benchmarks.systems import Systems
+from benchmarks.systems import DatabaseUrls, engines
 
 # Linked pairs in a fixed, seeded pseudo-random order: the first `erp` are changed in the ERP, the next ones
 # (starting `conflicts` before the end of the ERP's) on the web, so `conflicts` pairs change on both sides.
@@ -43,11 +43,11 @@ UPDATE web.app_user u
 """)
 
 
-def make_changes(systems: Systems, *, erp_changes: int, web_changes: int, conflicts: int, tag: str,
+def make_changes(systems: DatabaseUrls, *, erp_changes: int, web_changes: int, conflicts: int, tag: str,
                  salt: str) -> dict[str, Any]:
     """Change `erp_changes` linked debtors in the ERP and `web_changes` linked users on the web, of which
     `conflicts` pairs on both sides (name and phone, each side to its own value)."""
-    erp, web = systems.engines()
+    erp, web = engines(systems)
     started = time.perf_counter()
     with web.connect() as conn:
         linked = int(conn.execute(COUNT_LINKED).scalar_one())
@@ -98,9 +98,9 @@ _CONVERSION_STEPS = (
 CONVERSION_PREFIX = "CNV"
 
 
-def make_conversions(systems: Systems, count: int, salt: str) -> dict[str, Any]:
+def make_conversions(systems: DatabaseUrls, count: int, salt: str) -> dict[str, Any]:
     """Convert `count` linked debtors (web accounts) to new codes in the ERP."""
-    erp, web = systems.engines()
+    erp, web = engines(systems)
     started = time.perf_counter()
     with web.connect() as conn:
         olds = [code for _, code in conn.execute(_PICK_LINKED_PAIRS, {"salt": salt, "n": count}).all()]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.memory import MemorySampler
-from benchmarks.systems import BenchError, Systems
+from benchmarks.systems import BenchError, DatabaseUrls, engines
 
 SMTP_HOST = "127.0.0.1"
 
@@ -80,14 +80,14 @@ class LocalSmtpServer:
         self._process = None
 
 
-def delivery_stage(systems: Systems, sampler: MemorySampler, home: Path, server: LocalSmtpServer | None
+def delivery_stage(systems: DatabaseUrls, sampler: MemorySampler, home: Path, server: LocalSmtpServer | None
                    ) -> dict[str, Any]:
     """Deliver the queued outbox with the settings, timed; `server` (started here) is the local SMTP server."""
     from benchmarks.measure import progress, rate
     from userdebtor_pipeline.email import deliver_with_settings
     from userdebtor_pipeline.settings import load_settings
 
-    _, web = systems.engines()
+    _, web = engines(systems)
     if server is not None:
         server.start()
     email = load_settings().email

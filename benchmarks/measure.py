@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from benchmarks.memory import MemorySampler
-from benchmarks.systems import Systems, settled_writes, writes_between
+from benchmarks.systems import DatabaseUrls, settled_writes, writes_between
 
 
 def step_windows(instance: Any, run_id: str) -> dict[str, tuple[float, float]]:
@@ -78,7 +78,7 @@ def _rows_staged(materializations: Mapping[str, Mapping[str, Any]]) -> int:
     return sum(int(m.get("rows_read", 0) or 0) for name, m in materializations.items() if name.startswith("staged_"))
 
 
-def measured_sync(name: str, systems: Systems, sampler: MemorySampler, *, full: bool,
+def measured_sync(name: str, systems: DatabaseUrls, sampler: MemorySampler, *, full: bool,
                   lift_change_guard: bool = False) -> dict[str, Any]:
     """Run the sync job once in process and report its time, per-asset times, rows changed, rows/s, memory."""
     import dagster as dg

@@ -14,11 +14,11 @@ import psutil
 import sqlalchemy as sa
 
 from benchmarks.goals import GOAL_SCALE, time_factor
-from benchmarks.systems import Systems
+from benchmarks.systems import DatabaseUrls, engines
 
 
-def environment_facts(systems: Systems) -> dict[str, Any]:
-    _, web = systems.engines()
+def environment_facts(systems: DatabaseUrls) -> dict[str, Any]:
+    _, web = engines(systems)
     facts: dict[str, Any] = {
         "python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
         "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),

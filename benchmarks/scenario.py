@@ -45,9 +45,10 @@ from benchmarks.naive import DEFAULT_MAX_ROW_WRITES, naive_sync
 from benchmarks.report import environment_facts, format_report, write_report
 from benchmarks.systems import (
     BenchError,
-    Systems,
+    DatabaseUrls,
     copy_systems,
     default_home,
+    engines,
     environment,
     fresh_home,
     refuse_filled,
@@ -110,11 +111,11 @@ def _seed_keywords(settings: Any) -> dict[str, Any]:
     }
 
 
-def seed_stage(systems: Systems, sampler: MemorySampler, settings: Any, scale: int, seed: int,
+def seed_stage(systems: DatabaseUrls, sampler: MemorySampler, settings: Any, scale: int, seed: int,
                as_of: datetime) -> dict[str, Any]:
     from userdebtor_pipeline.seed import default_conversions, seed_databases
 
-    erp, web = systems.engines()
+    erp, web = engines(systems)
     with sampler.window() as peaks:
         started = time.perf_counter()
         report = seed_databases(erp, web, debtors=scale, users=scale, seed=seed,
@@ -134,8 +135,8 @@ def conversions_wanted(scale: int) -> int:
     return max(10, scale // 100)
 
 
-def _changes(systems: Systems, linked_fraction: float | None, per_side: int | None, tag: str, salt: str) -> dict:
-    _, web = systems.engines()
+def _changes(systems: DatabaseUrls, linked_fraction: float | None, per_side: int | None, tag: str, salt: str) -> dict:
+    _, web = engines(systems)
     with web.connect() as conn:
         linked = int(conn.execute(COUNT_LINKED).scalar_one())
     count = per_side if per_side is not None else max(1, round(linked * (linked_fraction or 0)))
@@ -159,11 +160,11 @@ def wait_for_overlap(since: float, settle: bool) -> float:
     return round(remaining, 1)
 
 
-def naive_stage(copy: Systems, sampler: MemorySampler, settings: Any, max_row_writes: int,
+def naive_stage(copy: DatabaseUrls, sampler: MemorySampler, settings: Any, max_row_writes: int,
                 project: Mapping[str, Any]) -> dict[str, Any]:
     """The row-by-row baseline on the copy, against the project's full reconcile of the same rows."""
     before = settled_writes(copy)
-    erp, web = copy.engines()
+    erp, web = engines(copy)
     with sampler.window() as peaks:
         written = naive_sync(erp, web, settings, max_row_writes)
     tables = writes_between(before, settled_writes(copy))
@@ -179,7 +180,7 @@ def naive_stage(copy: Systems, sampler: MemorySampler, settings: Any, max_row_wr
             "speed_ratio_user_debtor_steps": round(seconds / steps, 2) if steps else None}
 
 
-def full_reconcile_beside_baseline(systems: Systems, sampler: MemorySampler, settings: Any, opts: BenchOptions,
+def full_reconcile_beside_baseline(systems: DatabaseUrls, sampler: MemorySampler, settings: Any, opts: BenchOptions,
                                    stages: dict[str, dict], notes: dict[str, Any]) -> None:
     """~1% changes, a copy of both systems, the project's full reconcile, then the baseline on the copy."""
     from userdebtor_pipeline.db import dispose_all
@@ -204,7 +205,7 @@ def full_reconcile_beside_baseline(systems: Systems, sampler: MemorySampler, set
             scratch.drop_all()
 
 
-def main_stages(systems: Systems, sampler: MemorySampler, settings: Any, opts: BenchOptions, setup: _Setup,
+def main_stages(systems: DatabaseUrls, sampler: MemorySampler, settings: Any, opts: BenchOptions, setup: _Setup,
                 as_of: datetime, stages: dict[str, dict], notes: dict[str, Any],
                 checkpoint: Callable[[], None]) -> None:
     """The stages at N, each added to `stages` as it ends (and `checkpoint` called: a long run leaves a trace)."""
@@ -266,7 +267,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             erp, web = engine_for(urls.erp), engine_for(urls.web)
             for engine, name in ((erp, "ERP"), (web, "web")):
                 check_reachable(engine, name)
-            systems = Systems(urls.erp, urls.web)
+            systems = urls
             where = f"embedded PostgreSQL in {setup.embedded_pgdata}" if setup.embedded_pgdata else "the URLs"
             progress(f"databases: {where}; home {setup.home}")
             init_databases(erp, web)

@@ -9,12 +9,13 @@ import signal
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
+
+from userdebtor_pipeline.db import DatabaseUrls, engine_for
 
 _log = logging.getLogger(__name__)
 
@@ -35,25 +36,13 @@ _TABLE_WRITES = sa.text(
 )
 
 
-@dataclass(frozen=True)
-class Systems:
-    """The ERP and web databases the bench measures (maybe one database)."""
-
-    erp_url: str
-    web_url: str
-
-    @property
-    def same_database(self) -> bool:
-        return self.erp_url == self.web_url
-
-    def engines(self) -> tuple[Engine, Engine]:
-        from userdebtor_pipeline.db import engine_for
-
-        return engine_for(self.erp_url), engine_for(self.web_url)
+def engines(systems: DatabaseUrls) -> tuple[Engine, Engine]:
+    """The engines of the ERP and web databases the bench measures (maybe one database)."""
+    return engine_for(systems.erp), engine_for(systems.web)
 
 
-def _read_writes(systems: Systems) -> dict[str, tuple[int, int, int]]:
-    erp, web = systems.engines()
+def _read_writes(systems: DatabaseUrls) -> dict[str, tuple[int, int, int]]:
+    erp, web = engines(systems)
     targets = [(web, ["erp", "web"])] if systems.same_database else [(erp, ["erp"]), (web, ["web"])]
     counts: dict[str, tuple[int, int, int]] = {}
     for engine, schemas in targets:
@@ -63,7 +52,7 @@ def _read_writes(systems: Systems) -> dict[str, tuple[int, int, int]]:
     return counts
 
 
-def settled_writes(systems: Systems, timeout: float = 6.0) -> dict[str, tuple[int, int, int]]:
+def settled_writes(systems: DatabaseUrls, timeout: float = 6.0) -> dict[str, tuple[int, int, int]]:
     """Table write counters once every backend has flushed them: pools closed, then read until stable."""
     from userdebtor_pipeline.db import dispose_all
 
@@ -219,15 +208,15 @@ class ScratchDatabases:
         self._admin.dispose()
 
 
-def copy_systems(systems: Systems, tag: str) -> tuple[Systems, list[ScratchDatabases]]:
+def copy_systems(systems: DatabaseUrls, tag: str) -> tuple[DatabaseUrls, list[ScratchDatabases]]:
     """Both systems copied as they are now (one copy when they share a database), each on its own server; the
     copies are dropped by `drop_all` on the returned scratch sets."""
     from userdebtor_pipeline.db import dispose_all
 
     dispose_all()  # a database in use cannot be copied
-    scratches = [ScratchDatabases(systems.web_url)]
-    web = scratches[0].copy(systems.web_url, f"udbench_{tag}_web")
+    scratches = [ScratchDatabases(systems.web)]
+    web = scratches[0].copy(systems.web, f"udbench_{tag}_web")
     if systems.same_database:
-        return Systems(web, web), scratches
-    scratches.append(ScratchDatabases(systems.erp_url))
-    return Systems(scratches[1].copy(systems.erp_url, f"udbench_{tag}_erp"), web), scratches
+        return DatabaseUrls(web, web), scratches
+    scratches.append(ScratchDatabases(systems.erp))
+    return DatabaseUrls(scratches[1].copy(systems.erp, f"udbench_{tag}_erp"), web), scratches
