@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -90,30 +91,39 @@ def rows(engine: Engine, query: str, **params: Any) -> list[dict[str, Any]]:
         return [dict(r) for r in conn.execute(sa.text(query), params).mappings()]
 
 
+def _stamped_edit(engine: Engine, table: str, stamp: str, key: str, value: Any, columns: dict[str, Any]) -> None:
+    """An edit as the system that owns `table` makes it: the change, and `stamp` set to the moment of the change."""
+    sets = ", ".join(f"{k} = :{k}" for k in columns)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(f"UPDATE {table} SET {sets}, {stamp} = clock_timestamp() WHERE {key} = :key_value"),  # noqa: S608
+            {**columns, "key_value": value},
+        )
+
+
 def erp_change(erp: Engine, code: str, **columns: Any) -> None:
     """An ERP edit: the ERP stamps dr_date_last_changed on every change of the row."""
-    sets = ", ".join(f"{k} = :{k}" for k in columns)
-    with erp.begin() as conn:
-        conn.execute(
-            sa.text(
-                f"UPDATE erp.deb_master SET {sets}, dr_date_last_changed = clock_timestamp()"  # noqa: S608
-                " WHERE dr_cust_code = :code"
-            ),
-            {**columns, "code": code},
-        )
+    _stamped_edit(erp, "erp.deb_master", "dr_date_last_changed", "dr_cust_code", code, columns)
 
 
 def web_change(web: Engine, user_id: int, **columns: Any) -> None:
     """A website edit: the website stamps updated_at on every change it makes."""
-    sets = ", ".join(f"{k} = :{k}" for k in columns)
-    with web.begin() as conn:
-        conn.execute(
-            sa.text(
-                f"UPDATE web.app_user SET {sets}, updated_at = clock_timestamp()"  # noqa: S608
-                " WHERE user_id = :uid"
-            ),
-            {**columns, "uid": user_id},
-        )
+    _stamped_edit(web, "web.app_user", "updated_at", "user_id", user_id, columns)
+
+
+def change_contact(erp: Engine, contact_id: int, **columns: Any) -> None:
+    """A CRM edit: the ERP stamps contact_date_last_changed on every change of the row."""
+    _stamped_edit(erp, "erp.crm_contact", "contact_date_last_changed", "contact_id", contact_id, columns)
+
+
+def set_contact_accounts(erp: Engine, contact_id: int, accounts: Sequence[str]) -> None:
+    """The CRM master rewritten for one contact (crm_contact_account carries no change stamp)."""
+    with erp.begin() as conn:
+        conn.execute(sa.text("DELETE FROM erp.crm_contact_account WHERE contact_id = :id"), {"id": contact_id})
+        for code in accounts:
+            conn.execute(
+                sa.text("INSERT INTO erp.crm_contact_account VALUES (:id, :code)"), {"id": contact_id, "code": code}
+            )
 
 
 def digest(engine: Engine, query: str) -> str:

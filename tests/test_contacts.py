@@ -12,7 +12,17 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.support import add_debtor, add_user, digest, erp_change, one, rows, write_settings
+from tests.support import (
+    add_debtor,
+    add_user,
+    change_contact,
+    digest,
+    erp_change,
+    one,
+    rows,
+    set_contact_accounts,
+    write_settings,
+)
 from tests.support import synced_clean as synced
 from userdebtor_pipeline.defs.contacts.checks import judge_contact_links_plan
 from userdebtor_pipeline.defs.resources import WebDatabase
@@ -45,29 +55,6 @@ def add_contact(
             ),
             {"id": contact_id, "email": email, "first": first, "surname": surname, "active": active},
         )
-        for code in accounts:
-            conn.execute(
-                sa.text("INSERT INTO erp.crm_contact_account VALUES (:id, :code)"), {"id": contact_id, "code": code}
-            )
-
-
-def change_contact(erp: Engine, contact_id: int, **columns: object) -> None:
-    """A CRM edit: the ERP stamps contact_date_last_changed on every change of the row."""
-    sets = ", ".join(f"{name} = :{name}" for name in columns)
-    with erp.begin() as conn:
-        conn.execute(
-            sa.text(
-                f"UPDATE erp.crm_contact SET {sets}, contact_date_last_changed = clock_timestamp()"  # noqa: S608
-                " WHERE contact_id = :id"
-            ),
-            {**columns, "id": contact_id},
-        )
-
-
-def set_contact_accounts(erp: Engine, contact_id: int, accounts: Sequence[str]) -> None:
-    """The CRM master rewritten for one contact (crm_contact_account carries no change stamp)."""
-    with erp.begin() as conn:
-        conn.execute(sa.text("DELETE FROM erp.crm_contact_account WHERE contact_id = :id"), {"id": contact_id})
         for code in accounts:
             conn.execute(
                 sa.text("INSERT INTO erp.crm_contact_account VALUES (:id, :code)"), {"id": contact_id, "code": code}

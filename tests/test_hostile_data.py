@@ -13,7 +13,18 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.support import add_debtor, add_user, contact, digest, follow_link, one, rows, write_settings
+from tests.support import (
+    add_debtor,
+    add_user,
+    change_contact,
+    contact,
+    digest,
+    follow_link,
+    one,
+    rows,
+    set_contact_accounts,
+    write_settings,
+)
 from tests.support import synced_clean as synced
 from userdebtor_pipeline.defs.common import email_key, is_well_formed_email
 from userdebtor_pipeline.runner import SyncOutcome, run_sync
@@ -24,20 +35,6 @@ OTHER_TYPE = "DEBTOR"  # matched by neither filter: the U and M rules leave such
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-def change_contact(erp: Engine, contact_id: int, **columns: Any) -> None:
-    sets = ", ".join(f"{name} = :{name}" for name in columns)
-    with erp.begin() as conn:
-        conn.execute(sa.text(f"UPDATE erp.crm_contact SET {sets}, contact_date_last_changed = clock_timestamp()"  # noqa: S608
-                             " WHERE contact_id = :id"), {**columns, "id": contact_id})
-
-
-def set_contact_accounts(erp: Engine, contact_id: int, accounts: list[str]) -> None:
-    with erp.begin() as conn:
-        conn.execute(sa.text("DELETE FROM erp.crm_contact_account WHERE contact_id = :id"), {"id": contact_id})
-        for code in accounts:
-            conn.execute(sa.text("INSERT INTO erp.crm_contact_account VALUES (:id, :c)"), {"id": contact_id, "c": code})
-
 
 def trade(erp: Engine, *codes: str) -> None:
     for code in codes:
