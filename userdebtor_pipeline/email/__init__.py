@@ -1,8 +1,9 @@
 """Emails of the integration (rule E1): templates, one-time tokens, the outbox and its delivery.
 
-render_email renders a template; issue_token stores a token's hash and returns the token for a link;
-queue_email and queue_warning queue in the caller's transaction; release_held_emails releases the emails
-held for approval (U3); deliver_outbox delivers the queue to a Maildir or over SMTP.
+render_email renders a template (EmailRenderer compiles one for a batch); issue_token(s) store tokens' hashes
+and return the tokens for links; queue_email(s) and queue_warning queue in the caller's transaction;
+release_held_emails releases the emails held for approval (U3); deliver_outbox delivers the queue to a
+Maildir or over SMTP.
 """
 
 from userdebtor_pipeline.email.delivery import (
@@ -15,14 +16,17 @@ from userdebtor_pipeline.email.delivery import (
 from userdebtor_pipeline.email.outbox import (
     RULE_ACTIONS,
     RULE_TITLES,
+    OutgoingEmail,
     email_queued,
     queue_email,
+    queue_emails,
     queue_warning,
     release_held_emails,
 )
 from userdebtor_pipeline.email.render import (
     BUILTIN_TEMPLATES_DIR,
     TEMPLATES,
+    EmailRenderer,
     EmailTemplateError,
     RenderedEmail,
     TemplateSpec,
@@ -34,6 +38,7 @@ from userdebtor_pipeline.email.tokens import (
     TOKEN_PURPOSES,
     hash_token,
     issue_token,
+    issue_tokens,
     new_token,
     token_link,
 )
@@ -45,7 +50,9 @@ __all__ = [
     "TEMPLATES",
     "TOKEN_PURPOSES",
     "DeliveryReport",
+    "EmailRenderer",
     "EmailTemplateError",
+    "OutgoingEmail",
     "RenderedEmail",
     "TemplateSpec",
     "available_templates",
@@ -55,9 +62,11 @@ __all__ = [
     "email_queued",
     "hash_token",
     "issue_token",
+    "issue_tokens",
     "message_id",
     "new_token",
     "queue_email",
+    "queue_emails",
     "queue_warning",
     "release_held_emails",
     "render_email",

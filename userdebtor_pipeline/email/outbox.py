@@ -8,14 +8,15 @@ rerun that meets the same event again queues nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from userdebtor_pipeline.email.render import render_email
+from userdebtor_pipeline.email.render import EmailRenderer
 
 if TYPE_CHECKING:
     from userdebtor_pipeline.settings import EmailSettings
@@ -88,6 +89,90 @@ _DEFAULT_ACTION = (
 )
 
 
+@dataclass(frozen=True)
+class OutgoingEmail:
+    """One email to queue: its recipient, the template's values, and the event that makes it unique."""
+
+    to_address: str
+    context: Mapping[str, Any]
+    dedupe_key: str
+    status: str = "queued"
+    hold_for_user_id: int | None = None  # with status "held": released once this user is Active (U3)
+
+
+# One statement per batch: the rendered rows arrive as arrays, in order, and an event queued before is skipped.
+_QUEUE_SQL = sa.text(
+    """
+WITH queued AS (
+    INSERT INTO web.email_outbox
+           (template, to_address, subject, body_text, body_html, dedupe_key, status, attempts, created_at)
+    SELECT :template, e.to_address, e.subject, e.body_text, e.body_html, e.dedupe_key, e.status, 0, now()
+      FROM unnest(CAST(:to_address AS text[]), CAST(:subject AS text[]), CAST(:body_text AS text[]),
+                  CAST(:body_html AS text[]), CAST(:dedupe_key AS text[]), CAST(:status AS text[]))
+           WITH ORDINALITY AS e(to_address, subject, body_text, body_html, dedupe_key, status, position)
+     ORDER BY e.position
+    ON CONFLICT (dedupe_key) DO NOTHING
+    RETURNING email_id, dedupe_key
+), held AS (
+    INSERT INTO userdebtor.email_hold (email_id, user_id)
+    SELECT q.email_id, h.user_id
+      FROM queued q
+      JOIN unnest(CAST(:hold_key AS text[]), CAST(:hold_user AS bigint[])) AS h(dedupe_key, user_id)
+        ON h.dedupe_key = q.dedupe_key
+)
+SELECT email_id, dedupe_key FROM queued ORDER BY email_id
+"""
+)
+
+
+def _checked(template: str, email: OutgoingEmail) -> None:
+    if email.status not in QUEUE_STATUSES:
+        raise ValueError(f"an email is queued with status 'queued' or 'held', not {email.status!r}")
+    if not email.to_address or not email.to_address.strip():
+        raise ValueError(f"email {template!r} ({email.dedupe_key}) has no recipient")
+    if not email.dedupe_key:
+        raise ValueError(f"email {template!r} has no dedupe_key")
+
+
+def queue_emails(
+    conn: Connection, *, template: str, emails: Sequence[OutgoingEmail], templates_dir: str | Path | None
+) -> dict[str, int]:
+    """Render a batch of emails of one template and queue them in one statement; email_id by dedupe_key.
+
+    The template compiles once for the batch. Events queued before are left out of the answer (nothing is
+    queued twice). The caller's transaction is used and never committed here.
+    """
+    for email in emails:
+        _checked(template, email)
+    if not emails:
+        return {}
+    # Rendered before the insert so that a template error leaves no half-made row; it also fails the
+    # caller's transaction, so the change and its email stay together (E1).
+    renderer = EmailRenderer(template, templates_dir)
+    rendered = [renderer.render(email.context) for email in emails]
+    holds = [e for e in emails if e.status == "held" and e.hold_for_user_id is not None]
+    queued = conn.execute(
+        _QUEUE_SQL,
+        {
+            "template": template,
+            "to_address": [e.to_address.strip() for e in emails],
+            "subject": [r.subject for r in rendered],
+            "body_text": [r.body_text for r in rendered],
+            "body_html": [r.body_html for r in rendered],
+            "dedupe_key": [e.dedupe_key for e in emails],
+            "status": [e.status for e in emails],
+            "hold_key": [e.dedupe_key for e in holds],
+            "hold_user": [e.hold_for_user_id for e in holds],
+        },
+    ).all()
+    if len(queued) < len(emails):
+        _log.debug("%s email(s) %s not queued again: their event was queued before", len(emails) - len(queued),
+                   template)
+    if queued:
+        _log.info("queued %s email(s) %s", len(queued), template)
+    return {key: int(email_id) for email_id, key in queued}
+
+
 def queue_email(
     conn: Connection,
     *,
@@ -104,44 +189,8 @@ def queue_email(
     `status="held"` with `hold_for_user_id` keeps the email until that user is Active (U3,
     see release_held_emails). The caller's transaction is used and never committed here.
     """
-    if status not in QUEUE_STATUSES:
-        raise ValueError(f"an email is queued with status 'queued' or 'held', not {status!r}")
-    if not to_address or not to_address.strip():
-        raise ValueError(f"email {template!r} ({dedupe_key}) has no recipient")
-    if not dedupe_key:
-        raise ValueError(f"email {template!r} has no dedupe_key")
-    # Rendered before the insert so that a template error leaves no half-made row; it also fails the
-    # caller's transaction, so the change and its email stay together (E1).
-    rendered = render_email(template, context, templates_dir)
-    email_id = conn.execute(
-        sa.text(
-            "INSERT INTO web.email_outbox"
-            " (template, to_address, subject, body_text, body_html, dedupe_key, status, attempts, created_at)"
-            " VALUES (:template, :to_address, :subject, :body_text, :body_html, :dedupe_key, :status,"
-            "         0, now())"
-            " ON CONFLICT (dedupe_key) DO NOTHING"
-            " RETURNING email_id"
-        ),
-        {
-            "template": template,
-            "to_address": to_address.strip(),
-            "subject": rendered.subject,
-            "body_text": rendered.body_text,
-            "body_html": rendered.body_html,
-            "dedupe_key": dedupe_key,
-            "status": status,
-        },
-    ).scalar_one_or_none()
-    if email_id is None:
-        _log.debug("email %s not queued again: its event was queued before", template)
-        return None
-    if status == "held" and hold_for_user_id is not None:
-        conn.execute(
-            sa.text("INSERT INTO userdebtor.email_hold (email_id, user_id) VALUES (:email_id, :user_id)"),
-            {"email_id": email_id, "user_id": hold_for_user_id},
-        )
-    _log.info("queued email %s (%s, %s)", email_id, template, status)
-    return int(email_id)
+    email = OutgoingEmail(to_address, context, dedupe_key, status, hold_for_user_id)
+    return queue_emails(conn, template=template, emails=[email], templates_dir=templates_dir).get(dedupe_key)
 
 
 def email_queued(conn: Connection, dedupe_key: str) -> bool:

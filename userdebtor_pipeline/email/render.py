@@ -178,42 +178,53 @@ def _render(template: jinja2.Template, context: Mapping[str, Any]) -> str:
         raise EmailTemplateError(f"email template {template.name}: {exc}") from exc
 
 
+class EmailRenderer:
+    """One email template compiled once, rendered per row: a batch of emails pays the compile a single time."""
+
+    def __init__(self, template: str, templates_dir: str | Path | None = None) -> None:
+        if not isinstance(template, str) or not _NAME.fullmatch(template):
+            raise EmailTemplateError(f"unknown email template {template!r}")
+        env = environment(templates_dir)
+        try:
+            subject_tpl = _load(env, f"{template}.subject.txt", required=True)
+            text_tpl = _load(env, f"{template}.txt", required=True)
+        except jinja2.TemplateNotFound as exc:
+            known = ", ".join(available_templates(templates_dir))
+            raise EmailTemplateError(
+                f"unknown email template {template!r}: {exc.name} not found (known templates: {known})"
+            ) from None
+        assert subject_tpl is not None and text_tpl is not None
+        self.template = template
+        self._subject, self._text = subject_tpl, text_tpl
+        self._html = _load(env, f"{template}.html", required=False)
+        self._spec = TEMPLATES.get(template)
+        # Optional variables default to None so templates can test them with a plain `{% if %}`.
+        self._defaults: dict[str, Any] = dict.fromkeys(_COMMON_OPTIONAL)
+        if self._spec is not None:
+            self._defaults.update(dict.fromkeys(self._spec.optional))
+
+    def render(self, context: Mapping[str, Any]) -> RenderedEmail:
+        """Subject, text and HTML of one email; the HTML part is None when no `.html` file exists."""
+        if self._spec is not None:
+            missing = [name for name in self._spec.required if name not in context]
+            if missing:
+                raise EmailTemplateError(f"email template {self.template!r} needs {', '.join(missing)}")
+        values = {**self._defaults, **context}
+        # A subject is a header: one line, whitespace collapsed, so nothing in it can start another header.
+        subject = " ".join(_render(self._subject, values).split())[:_MAX_SUBJECT]
+        if not subject:
+            raise EmailTemplateError(f"email template {self.template!r} renders an empty subject")
+        values.setdefault("subject", subject)
+        body_text = _render(self._text, values).strip() + "\n"
+        body_html = _render(self._html, values) if self._html is not None else None
+        return RenderedEmail(subject=subject, body_text=body_text, body_html=body_html)
+
+
 def render_email(
     template: str, context: Mapping[str, Any], templates_dir: str | Path | None = None
 ) -> RenderedEmail:
     """Render subject, text and HTML of one email; the HTML part is None when no `.html` file exists."""
-    if not isinstance(template, str) or not _NAME.fullmatch(template):
-        raise EmailTemplateError(f"unknown email template {template!r}")
-    env = environment(templates_dir)
-    try:
-        subject_tpl = _load(env, f"{template}.subject.txt", required=True)
-        text_tpl = _load(env, f"{template}.txt", required=True)
-    except jinja2.TemplateNotFound as exc:
-        known = ", ".join(available_templates(templates_dir))
-        raise EmailTemplateError(
-            f"unknown email template {template!r}: {exc.name} not found (known templates: {known})"
-        ) from None
-    html_tpl = _load(env, f"{template}.html", required=False)
-
-    spec = TEMPLATES.get(template)
-    values: dict[str, Any] = dict.fromkeys(_COMMON_OPTIONAL)
-    if spec is not None:
-        missing = [name for name in spec.required if name not in context]
-        if missing:
-            raise EmailTemplateError(f"email template {template!r} needs {', '.join(missing)}")
-        # Optional variables default to None so templates can test them with a plain `{% if %}`.
-        values.update(dict.fromkeys(spec.optional))
-    values.update(context)
-
-    assert subject_tpl is not None and text_tpl is not None
-    # A subject is a header: one line, whitespace collapsed, so nothing in it can start another header.
-    subject = " ".join(_render(subject_tpl, values).split())[:_MAX_SUBJECT]
-    if not subject:
-        raise EmailTemplateError(f"email template {template!r} renders an empty subject")
-    values.setdefault("subject", subject)
-    body_text = _render(text_tpl, values).strip() + "\n"
-    body_html = _render(html_tpl, values) if html_tpl is not None else None
-    return RenderedEmail(subject=subject, body_text=body_text, body_html=body_html)
+    return EmailRenderer(template, templates_dir).render(context)
 
 
 # ------------------------------------------------------------------------------------- settings check

@@ -17,7 +17,7 @@ from userdebtor_pipeline.defs.contacts.plan import (
 )
 from userdebtor_pipeline.defs.problems import CONTACTS_SET_ASIDE, Problem, record_problems, record_set_aside_rows
 from userdebtor_pipeline.defs.sql_file import SqlFile
-from userdebtor_pipeline.defs.welcome import queue_welcome_email
+from userdebtor_pipeline.defs.welcome import queue_welcome_emails
 from userdebtor_pipeline.paths import read_sql
 from userdebtor_pipeline.settings import Settings
 
@@ -48,10 +48,9 @@ def create_planned_users(engine: Engine, config: Settings) -> UsersCreated:
             new_users = conn.execute(
                 create_users, {"batch": batch, "role": config.user_debtor.default_role_for_new_users}
             ).mappings().all()
-            for user in new_users:  # proportional to the users made: one token and one email each
-                held = queue_welcome_email(conn, config, user)
-                report.emails_held += held
-                report.emails_queued += not held
+            held = queue_welcome_emails(conn, config, new_users)
+            report.emails_held += held
+            report.emails_queued += len(new_users) - held
             report.links_added += _links_added(conn, batch)
         report.users += len(new_users)
         if len(report.sample) < 20:

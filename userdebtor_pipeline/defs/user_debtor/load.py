@@ -29,7 +29,7 @@ from userdebtor_pipeline.defs.user_debtor.plan import (
     user_debtor_plan,
     users_to_create,
 )
-from userdebtor_pipeline.defs.welcome import queue_welcome_email
+from userdebtor_pipeline.defs.welcome import queue_welcome_emails
 from userdebtor_pipeline.paths import read_sql
 from userdebtor_pipeline.progress import Progress
 
@@ -154,8 +154,7 @@ def web_users_created(run: LoadRun) -> dict[str, Any]:
             )).mappings().all()
             linked += conn.execute(sa.text("SELECT count(*) FROM _new_link")).scalar()
             run_sql(conn, "user_debtor/create_links.sql")
-            for user in new_users:  # U2/U3: held until approval where the account asks for it
-                queue_welcome_email(conn, config, user)
+            queue_welcome_emails(conn, config, new_users)  # U2/U3: held until approval where the account asks
             emails += len(new_users)
             created += len(new_users)
         progress.advance(len(chunk))
