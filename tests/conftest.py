@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
-from tests.smtp import refusing_smtp_server, smtp_server  # noqa: F401  (fixtures)
+from tests.smtp import pipelining_smtp_server, refusing_smtp_server, smtp_server  # noqa: F401  (fixtures)
 from userdebtor_pipeline.db import dispose_all
 from userdebtor_pipeline.schema import init_databases
 

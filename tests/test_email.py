@@ -6,7 +6,11 @@ Real PostgreSQL (the `engines` fixture) and a real SMTP server (aiosmtpd on 127.
 from __future__ import annotations
 
 import mailbox
+import os
 import re
+import signal
+import subprocess
+import sys
 import threading
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -15,7 +19,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.smtp import Recorder, Refuser, free_port
+from tests.smtp import PipeliningRecorder, Recorder, Refuser, free_port, serving
 from userdebtor_pipeline.email import (
     TEMPLATES,
     EmailTemplateError,
@@ -346,14 +350,94 @@ def test_smtp_delivery_sends_text_and_html_one_connection_per_batch(
     report = deliver_outbox(engines.web, **_smtp(port, batch_size=2))
 
     assert (report.sent, report.failed, report.retried, report.remaining) == (3, 0, 0, 0)
-    assert recorder.recipients == [["user0@example.com"], ["user1@example.com"], ["user2@example.com"]]
-    assert len(set(recorder.peers)) == 2  # batches of 2 and 1: two connections
-    message = recorder.messages[0]
+    # Batches of 2 and 1, delivered side by side: two connections, each in email_id order.
+    by_connection: dict[Any, list[str]] = {}
+    for peer, recipients in zip(recorder.peers, recorder.recipients, strict=True):
+        by_connection.setdefault(peer, []).extend(recipients)
+    assert sorted(by_connection.values()) == [["user0@example.com", "user1@example.com"], ["user2@example.com"]]
+    message = next(m for m in recorder.messages if m["To"] == "user0@example.com")
     assert message.get_content_type() == "multipart/alternative"
     assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
     assert "set your password" in message.get_body(("plain",)).get_content()
-    assert message["Message-ID"] == message_id("new_user:0", FROM)
+    assert {m["Message-ID"] for m in recorder.messages} == {message_id(f"new_user:{n}", FROM) for n in range(3)}
     assert all(_row(engines.web, i).status == "sent" for i in ids if i is not None)
+
+
+def test_e1_pipelined_smtp_keeps_each_message_whole_and_refusals_per_email(
+    engines: Any, pipelining_smtp_server: tuple[PipeliningRecorder, int]
+) -> None:
+    """A server offering PIPELINING gets MAIL, RCPT and DATA together; content, dots and refusals stay exact."""
+    recorder, port = pipelining_smtp_server
+    with engines.web.begin() as conn:
+        dotted = queue_email(conn, template="user_debtor_new_user", to_address="dot@example.com",
+                             context=SAMPLE_CONTEXTS["user_debtor_new_user"] | {"name": "Ann\n.Citizen"},
+                             dedupe_key="new_user:dotted", templates_dir=None)
+    refused = _queue(engines.web, "new_user:refused", to="nobody@example.com")
+    plain = _queue(engines.web, "new_user:plain", to="ann@example.com")
+
+    report = deliver_outbox(engines.web, **_smtp(port, max_attempts=1))
+
+    assert (report.sent, report.failed, report.retried, report.remaining) == (2, 1, 0, 0)
+    assert sorted(r for rs in recorder.recipients for r in rs) == ["ann@example.com", "dot@example.com"]
+    assert len(set(recorder.peers)) == 1  # one batch, one connection
+    received = next(m for m in recorder.messages if m["To"] == "dot@example.com")
+    assert "\n.Citizen" in received.get_body(("plain",)).get_content()  # the leading dot travelled unstuffed
+    assert received["Message-ID"] == message_id("new_user:dotted", FROM)
+    assert dotted is not None and refused is not None and plain is not None
+    assert _row(engines.web, dotted).status == _row(engines.web, plain).status == "sent"
+    row = _row(engines.web, refused)
+    assert row.status == "failed" and "550" in row.last_error and "Mailbox unavailable" in row.last_error
+
+
+# Delivery in a process of its own, so that the test can kill it in the middle of a batch.
+_DELIVER_IN_A_CHILD = """
+import sys
+from pathlib import Path
+import sqlalchemy as sa
+from userdebtor_pipeline.email import deliver_outbox
+deliver_outbox(sa.create_engine(sys.argv[1]), transport="smtp", from_address=sys.argv[3], smtp_host="127.0.0.1",
+               smtp_port=int(sys.argv[2]), mail_dir=Path("/nonexistent"), workers=1)
+"""
+
+
+class _KillsTheDelivererAfter(PipeliningRecorder):
+    """Accepts `accepted` messages; with the next one in hand it kills the delivering process, then answers."""
+
+    def __init__(self, accepted: int) -> None:
+        super().__init__()
+        self.accepted = accepted
+        self.deliverer: subprocess.Popen[bytes] | None = None
+        self.killed = False
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if len(self.messages) == self.accepted and not self.killed and self.deliverer is not None:
+            os.kill(self.deliverer.pid, signal.SIGKILL)
+            self.deliverer.wait()
+            self.killed = True
+            return "451 4.3.0 Try again later"
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_e1_a_batch_killed_after_the_server_accepted_some_sends_only_the_rest(engines: Any) -> None:
+    """E1: killed in the middle of a batch, the batch's marks roll back, yet the emails the server had accepted
+    are not offered again: the rerun marks them sent and delivers only the others."""
+    ids = [_queue(engines.web, f"new_user:{n}", to=f"user{n}@example.com") for n in range(6)]
+    handler = _KillsTheDelivererAfter(accepted=3)
+    with serving(handler) as port:
+        url = engines.web.url.render_as_string(hide_password=False)
+        handler.deliverer = subprocess.Popen([sys.executable, "-c", _DELIVER_IN_A_CHILD, url, str(port), FROM])
+        assert handler.deliverer.wait(timeout=120) == -signal.SIGKILL
+        with engines.web.connect() as conn:  # the batch's transaction died with the process, its journal did not
+            assert conn.execute(sa.text("SELECT count(*) FROM web.email_outbox WHERE status = 'sent'")).scalar() == 0
+            assert conn.execute(sa.text("SELECT count(*) FROM userdebtor.email_accepted")).scalar() == 3
+
+        report = deliver_outbox(engines.web, **_smtp(port))
+
+    assert (report.recovered, report.sent, report.remaining) == (3, 3, 0)
+    assert sorted(m["To"] for m in handler.messages) == [f"user{n}@example.com" for n in range(6)]  # each once
+    assert all(_row(engines.web, i).status == "sent" for i in ids if i is not None)
+    with engines.web.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM userdebtor.email_accepted")).scalar() == 0
 
 
 def test_a_sent_email_is_not_sent_again(engines: Any, smtp_server: tuple[Recorder, int]) -> None:

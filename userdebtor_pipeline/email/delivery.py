@@ -1,36 +1,52 @@
-"""Deliver web.email_outbox (rule E1): to a local Maildir by default, or over SMTP.
+"""Deliver web.email_outbox (rule E1): to a local Maildir by default, or over SMTP, in batches by a few workers.
 
-Each email is delivered while its row is locked (`FOR UPDATE SKIP LOCKED`) and marked `sent` in that
-same short transaction, committed right after the hand-over. So a sent email is never picked again and two
-deliverers running at once never both send one email. To the mail folder exactly once: the file is named
-by the outbox row (its email_id and dedupe key) and appears in `new/` by an atomic link that refuses a
-second file of that name, so a rerun after a kill between the hand-over and the commit finds the file and
-only marks the row. Over SMTP a server's acceptance and a failure cannot be told apart after a crash: at
-most the one message in hand is offered again, with the same Message-ID (derived from the dedupe key), and
-the "sent" mark is committed durably before the next message is handed over. A failure counts an attempt
-and is recorded in `last_error`; at `max_attempts` the email is `failed`. When the transport itself is
-down (no SMTP server, a Maildir that cannot be written) the call stops after recording it on one email,
-rather than spending every queued email's attempts on one outage.
+A worker claims a batch (`FOR UPDATE SKIP LOCKED`: two deliverers never hold one email), hands it to its
+transport (one SMTP connection per batch, see transports) and marks the outcomes in the transaction that
+claimed it, committed durably once per batch. A sent email is never picked again; a failure counts an
+attempt and is recorded in `last_error`; at `max_attempts` the email is `failed`. When the transport itself
+is down (no SMTP server, a Maildir that cannot be written) the call stops after recording it on one email
+per worker, rather than spending every queued email's attempts on one outage.
+
+Killed in the middle of a batch, the batch's marks roll back; a rerun must still not send twice:
+- Maildir: a row's file is named by the row, so delivering it again finds the file and only marks the row.
+- SMTP: a server's acceptance cannot be taken back, so each accepted email is written to
+  `userdebtor.email_accepted` on a second connection as soon as the server says so, before the next message
+  goes out; a rerun marks those rows sent without offering them again. What a kill can resend is at most the
+  one message in hand per worker, with the same Message-ID, as before batching. The trade-off: those journal
+  rows commit without waiting for their WAL flush (a synchronous commit per email made delivery disk-bound,
+  ~20/s on a busy machine); a kill of the pipeline loses none of them (the server has them), only a crash of
+  the database server itself in the fraction of a second before its WAL writer flushes may forget a few,
+  and those few emails would then be offered again with their same Message-ID. The batch's own marks are
+  committed durably.
 
 Logs name the email_id and the template only: never an address, a body or a password.
 """
 
 from __future__ import annotations
 
-import email.errors
-import email.utils
-import hashlib
 import logging
-import os
-import smtplib
-import ssl
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+
+from userdebtor_pipeline.email.transports import (
+    EMAIL_ERRORS,
+    Letter,
+    MaildirTransport,
+    Outcome,
+    SmtpTransport,
+    Transport,
+    TransportDown,
+    build_message,
+    message_id,
+)
 
 if TYPE_CHECKING:
     from userdebtor_pipeline.progress import Progress
@@ -39,8 +55,9 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 TRANSPORTS = ("maildir", "smtp")
-SMTP_TIMEOUT_SECONDS = 30
+DELIVERY_WORKERS = 4  # connections (or Maildir writers) at once: enough to hide round trips, few for a server
 _MAX_ERROR_CHARS = 1000
+__all__ = ["DeliveryReport", "build_message", "deliver_outbox", "deliver_with_settings", "message_id"]
 
 
 @dataclass
@@ -50,201 +67,63 @@ class DeliveryReport:
     retried: int = 0  # emails that failed in this call and stay `queued` for the next call
     remaining: int = 0  # `queued` emails still to deliver after this call
     transport_error: str | None = None  # set when the call stopped because the transport was down
+    recovered: int = 0  # accepted by the SMTP server in a killed call, marked sent now without a resend
 
 
-class _TransportDown(Exception):
-    """The transport cannot deliver anything right now; the call stops."""
-
-
-class _Transport(Protocol):
-    # Whether a "sent" mark may be committed without waiting for its WAL flush (the transport is idempotent).
-    idempotent: bool
-
-    def send(self, message: EmailMessage, name: str) -> str | None: ...
-
-    def close(self) -> None: ...
-
-
-class _MaildirTransport:
-    """A Maildir a person can open with any mail program, or read as plain files in `<mail_dir>/new`.
-
-    One file per outbox row, named by it: delivering the row again finds its file (in `new/`, or in `cur/`
-    once a mail reader has seen it) and writes nothing.
+# Emails an SMTP server accepted in a killed call (their batch rolled back) are marked sent, not offered again;
+# rows a live deliverer holds are skipped. Journal rows of emails no longer queued are finished with.
+_RECOVER_SQL = sa.text(
     """
-
-    idempotent = True
-
-    def __init__(self, mail_dir: Path) -> None:
-        self._mail_dir = Path(mail_dir)
-        self._ready = False
-        self._seen: dict[str, str] = {}
-
-    def _folders(self) -> None:
-        if not self._ready:
-            for sub in ("tmp", "new", "cur"):
-                (self._mail_dir / sub).mkdir(parents=True, exist_ok=True)
-            # What a mail reader has seen (cur/<name>:<flags>), listed once per batch rather than once per email.
-            self._seen = {entry.split(":", 1)[0]: entry for entry in os.listdir(self._mail_dir / "cur")}
-            self._ready = True
-
-    def send(self, message: EmailMessage, name: str) -> str | None:
-        try:
-            self._folders()
-            final = self._mail_dir / "new" / name
-            found = [final] if final.exists() else []
-            if name in self._seen:
-                found.append(self._mail_dir / "cur" / self._seen[name])
-            if any(path.exists() and path.stat().st_size for path in found):
-                return None  # a killed run delivered it; only the mark was lost
-            for empty in found:  # left by a machine that crashed before the kernel wrote it: written again
-                empty.unlink(missing_ok=True)
-            # Written whole under tmp/, then linked into new/: a reader never sees half a file, and the link fails
-            # if another deliverer won the race. No fsync per file (it made delivery ten times slower): a killed
-            # pipeline loses nothing the kernel has, and a crash of the machine itself
-            # may leave an empty file, which the row's next delivery writes again.
-            temporary = self._mail_dir / "tmp" / f"{name}.{os.getpid()}"
-            temporary.write_bytes(message.as_bytes())
-            try:
-                os.link(temporary, final)
-            except FileExistsError:
-                pass
-            finally:
-                temporary.unlink(missing_ok=True)
-        except OSError as exc:
-            raise _TransportDown(exc) from exc
-        return None
-
-    def close(self) -> None:
-        self._ready = False
-
-
-def maildir_name(email_id: int, dedupe_key: str) -> str:
-    """The mail file of one outbox row: its id and a digest of its event, so a rerun finds what a kill left."""
-    return f"{email_id:012d}.{hashlib.sha256(dedupe_key.encode('utf-8')).hexdigest()[:24]}.userdebtor"
-
-
-class _SmtpTransport:
-    """One SMTP connection, opened at the first email of a batch and closed at its end."""
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        username: str | None,
-        password: str | None,
-        starttls: bool,
-    ) -> None:
-        self._host, self._port = host, port
-        self._username, self._password, self._starttls = username, password, starttls
-        self._smtp: smtplib.SMTP | None = None
-
-    idempotent = False
-
-    def _connect(self) -> smtplib.SMTP:
-        try:
-            smtp = smtplib.SMTP(self._host, self._port, timeout=SMTP_TIMEOUT_SECONDS)
-        except (OSError, smtplib.SMTPException) as exc:
-            raise _TransportDown(exc) from exc
-        try:
-            smtp.ehlo()
-            if self._starttls:
-                smtp.starttls(context=ssl.create_default_context())
-                smtp.ehlo()
-            if self._username:
-                smtp.login(self._username, self._password or "")
-        except (OSError, smtplib.SMTPException) as exc:
-            _quietly_close(smtp)
-            raise _TransportDown(exc) from exc
-        return smtp
-
-    def send(self, message: EmailMessage, name: str) -> str | None:
-        if self._smtp is None:
-            self._smtp = self._connect()
-        try:
-            refused = self._smtp.send_message(message)
-        except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            # The connection is gone, not just this email refused.
-            self._smtp = None
-            raise _TransportDown(exc) from exc
-        if refused:
-            # Accepted for some recipients: sent, with the refused ones noted for a person.
-            return f"refused recipients: {', '.join(sorted(refused))}"
-        return None
-
-    def close(self) -> None:
-        if self._smtp is not None:
-            _quietly_close(self._smtp)
-            self._smtp = None
-
-
-def _quietly_close(smtp: smtplib.SMTP) -> None:
-    try:
-        smtp.quit()
-    except (OSError, smtplib.SMTPException):
-        smtp.close()
-
-
-def message_id(dedupe_key: str, from_address: str) -> str:
-    """The same Message-ID for every delivery of one event, so a resend is recognisable."""
-    digest = hashlib.sha256(dedupe_key.encode("utf-8")).hexdigest()[:32]
-    _, address = email.utils.parseaddr(from_address)
-    domain = address.rpartition("@")[2] or "localhost"
-    return f"<{digest}.userdebtor@{domain}>"
-
-
-def build_message(row: Any, from_address: str) -> EmailMessage:
-    """The MIME message of one outbox row: plain text, with the HTML as an alternative when there is one."""
-    message = EmailMessage()
-    message["From"] = from_address
-    message["To"] = row.to_address
-    message["Subject"] = row.subject
-    message["Date"] = email.utils.formatdate(localtime=True)
-    message["Message-ID"] = message_id(row.dedupe_key, from_address)
-    message["X-Userdebtor-Template"] = row.template
-    message.set_content(row.body_text)
-    if row.body_html:
-        message.add_alternative(row.body_html, subtype="html")
-    return message
-
-
-def _describe(exc: BaseException, secrets: tuple[str | None, ...]) -> str:
-    """The error as stored in last_error: its kind and message, with any secret blanked out."""
-    cause = exc.__cause__ if isinstance(exc, _TransportDown) and exc.__cause__ else exc
-    text = f"{type(cause).__name__}: {cause}".strip()
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text[:_MAX_ERROR_CHARS]
-
-
-# Candidates of one batch, in email_id order; rows another deliverer holds right now are skipped.
-_CANDIDATES_SQL = sa.text(
-    "SELECT email_id FROM web.email_outbox"
-    " WHERE status = 'queued' AND attempts < :max_attempts AND email_id > :after"
-    " ORDER BY email_id LIMIT :batch_size"
-    " FOR UPDATE SKIP LOCKED"
+WITH recoverable AS (
+    SELECT o.email_id FROM web.email_outbox o JOIN userdebtor.email_accepted a USING (email_id)
+     WHERE o.status = 'queued'
+       FOR UPDATE OF o SKIP LOCKED
+), recovered AS (
+    UPDATE web.email_outbox o
+       SET status = 'sent', sent_at = a.accepted_at, last_error = a.note
+      FROM recoverable r JOIN userdebtor.email_accepted a USING (email_id)
+     WHERE o.email_id = r.email_id
+    RETURNING o.email_id
+), finished AS (
+    DELETE FROM userdebtor.email_accepted a
+     WHERE a.email_id IN (SELECT email_id FROM recovered)
+        OR NOT EXISTS (SELECT 1 FROM web.email_outbox o WHERE o.email_id = a.email_id AND o.status = 'queued')
 )
-# One row, locked for the time of its delivery; the status is checked again under the lock.
-_LOCK_ONE_SQL = sa.text(
+SELECT count(*) FROM recovered
+"""
+)
+# One batch, in email_id order, locked until its marks commit; an email already accepted is never offered.
+_CLAIM_SQL = sa.text(
     "SELECT email_id, template, to_address, subject, body_text, body_html, dedupe_key, attempts"
-    " FROM web.email_outbox"
-    " WHERE email_id = :email_id AND status = 'queued' AND attempts < :max_attempts"
-    " FOR UPDATE SKIP LOCKED"
+    "  FROM web.email_outbox o"
+    " WHERE status = 'queued' AND attempts < :max_attempts AND email_id > :after"
+    "   AND NOT EXISTS (SELECT 1 FROM userdebtor.email_accepted a WHERE a.email_id = o.email_id)"
+    " ORDER BY email_id LIMIT :batch_size"
+    "   FOR UPDATE SKIP LOCKED"
+)
+_JOURNAL_SQL = sa.text(
+    "INSERT INTO userdebtor.email_accepted (email_id, note) VALUES (:email_id, :note) ON CONFLICT DO NOTHING"
 )
 _MARK_SENT_SQL = sa.text(
-    "UPDATE web.email_outbox SET status = 'sent', sent_at = now(), last_error = :note"
-    " WHERE email_id = :email_id"
+    "UPDATE web.email_outbox o SET status = 'sent', sent_at = now(), last_error = s.note"
+    "  FROM unnest(CAST(:ids AS bigint[]), CAST(:notes AS text[])) AS s(email_id, note)"
+    " WHERE o.email_id = s.email_id"
 )
 _MARK_FAILED_SQL = sa.text(
-    "UPDATE web.email_outbox"
-    "   SET attempts = attempts + 1,"
-    "       last_error = :error,"
-    "       status = CASE WHEN attempts + 1 >= :max_attempts THEN 'failed' ELSE 'queued' END"
-    " WHERE email_id = :email_id"
-    " RETURNING status, attempts"
+    "UPDATE web.email_outbox o"
+    "   SET attempts = o.attempts + 1,"
+    "       last_error = f.error,"
+    "       status = CASE WHEN o.attempts + 1 >= :max_attempts THEN 'failed' ELSE 'queued' END"
+    "  FROM unnest(CAST(:ids AS bigint[]), CAST(:errors AS text[])) AS f(email_id, error)"
+    " WHERE o.email_id = f.email_id"
+    " RETURNING o.email_id, o.status, o.attempts"
 )
-# Queued emails already at the limit (e.g. after max_attempts was lowered) would never be picked again.
+# The journal's rows commit without waiting for their WAL flush (the trade-off in the module's text).
+_JOURNAL_ASYNC_SQL = sa.text("SET synchronous_commit = off")
+_JOURNAL_SYNC_SQL = sa.text("RESET synchronous_commit")
+_UNJOURNAL_SQL = sa.text("DELETE FROM userdebtor.email_accepted WHERE email_id = ANY(CAST(:ids AS bigint[]))")
 _ASYNC_COMMIT_SQL = sa.text("SET LOCAL synchronous_commit = off")
+# Queued emails already at the limit (e.g. after max_attempts was lowered) would never be picked again.
 _EXHAUSTED_SQL = sa.text(
     "UPDATE web.email_outbox SET status = 'failed' WHERE status = 'queued' AND attempts >= :max_attempts"
 )
@@ -252,63 +131,138 @@ _REMAINING_SQL = sa.text(
     "SELECT count(*) FROM web.email_outbox WHERE status = 'queued' AND attempts < :max_attempts"
 )
 
-# Errors that belong to one email (a refused recipient, a header that cannot be written); anything else
-# is a bug and propagates, leaving the email queued and untouched.
-_EMAIL_ERRORS = (smtplib.SMTPException, ValueError, UnicodeError, email.errors.MessageError)
+
+def _describe(exc: BaseException, secrets: tuple[str | None, ...]) -> str:
+    """The error as stored in last_error: its kind and message, with any secret blanked out."""
+    cause = exc.__cause__ if isinstance(exc, TransportDown) and exc.__cause__ else exc
+    text = f"{type(cause).__name__}: {cause}".strip()
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text[:_MAX_ERROR_CHARS]
 
 
-def _deliver_one(
-    conn: Connection,
-    email_id: int,
-    transport: _Transport,
-    from_address: str,
-    max_attempts: int,
-    secrets: tuple[str | None, ...],
-    report: DeliveryReport,
-) -> bool:
-    """Deliver one email in its own transaction; False when the transport is down and the call must stop."""
-    with conn.begin():
-        if transport.idempotent:
-            # The commit need not wait for its WAL flush: a mark the database server forgets in a crash of its
-            # own only delivers the row again, which finds its file. It makes delivery several times faster.
-            # Over SMTP the mark is durable before the next message is handed over: one message at most.
-            conn.execute(_ASYNC_COMMIT_SQL)
-        row = conn.execute(_LOCK_ONE_SQL, {"email_id": email_id, "max_attempts": max_attempts}).first()
-        if row is None:
-            return True  # sent or taken by another deliverer meanwhile
-        error: BaseException | None = None
-        transport_down = False
+class _Delivery:
+    """One call's shared state: the cursor through the queue, the report, and the stop when the transport is down."""
+
+    def __init__(self, engine: Engine, from_address: str, max_attempts: int, batch_size: int,
+                 secrets: tuple[str | None, ...], progress: Progress | None) -> None:
+        self.engine, self.from_address = engine, from_address
+        self.max_attempts, self.batch_size, self.secrets = max_attempts, batch_size, secrets
+        self.progress = progress
+        self.report = DeliveryReport()
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        self._after = 0  # the last email_id claimed: an email retried in this call waits for the next call
+        # One autocommit connection, shared by the workers, for the acceptance journal (SMTP only).
+        self.journal: Connection | None = None
+        self._journal_lock = threading.Lock()
+
+    def claim(self, conn: Connection, batch_size: int | None = None) -> list[Any]:
+        """The next batch, locked in the caller's open transaction; claims are taken one at a time."""
+        with self._lock:
+            rows = conn.execute(_CLAIM_SQL, {"max_attempts": self.max_attempts, "after": self._after,
+                                             "batch_size": batch_size or self.batch_size}).all()
+            if rows:
+                self._after = max(self._after, rows[-1].email_id)
+            return rows
+
+    def work(self, transport: Transport) -> None:
+        """A worker: batches until the queue is empty or the transport is down."""
         try:
-            note = transport.send(build_message(row, from_address), maildir_name(row.email_id, row.dedupe_key))
-        except _TransportDown as exc:
-            error, transport_down = exc, True
-        except _EMAIL_ERRORS as exc:
-            error = exc
-        if error is None:
-            conn.execute(_MARK_SENT_SQL, {"email_id": email_id, "note": note})
-            report.sent += 1
-            _log.info("sent email %s (%s)", email_id, row.template)
-            return True
-        described = _describe(error, secrets)
-        status, attempts = conn.execute(
-            _MARK_FAILED_SQL, {"email_id": email_id, "error": described, "max_attempts": max_attempts}
-        ).one()
-        if status == "failed":
-            report.failed += 1
-            _log.warning("email %s (%s) failed after %s attempts", email_id, row.template, attempts)
-        else:
-            report.retried += 1
-            _log.warning(
-                "email %s (%s) not delivered, attempt %s of %s",
-                email_id,
-                row.template,
-                attempts,
-                max_attempts,
-            )
-        if transport_down:
-            report.transport_error = described
-            return False
-        return True
+            with self.engine.connect() as conn:
+                while not self.stop.is_set():
+                    with conn.begin():
+                        if transport.idempotent:
+                            # A mark the database server forgets in a crash of its own only delivers the row
+                            # again, which finds its file: the commit need not wait for its WAL flush.
+                            conn.execute(_ASYNC_COMMIT_SQL)
+                        rows = self.claim(conn)
+                        if not rows:
+                            return
+                        try:
+                            self._deliver_batch(conn, transport, rows)
+                        finally:
+                            transport.close()  # one SMTP connection per batch
+        except BaseException:
+            self.stop.set()  # a bug: the other workers stop too, and it is raised to the caller
+            raise
+
+    def accepted(self, letter: Letter, note: str | None) -> None:
+        """Journal one email the SMTP server accepted, before its worker sends the next (see the module's text)."""
+        assert self.journal is not None
+        with self._journal_lock:
+            self.journal.execute(_JOURNAL_SQL, {"email_id": letter.email_id, "note": note})
+
+    def _deliver_batch(self, conn: Connection, transport: Transport, rows: list[Any]) -> None:
+        letters: list[Letter] = []
+        outcomes: list[Outcome] = []
+        for row in rows:
+            try:
+                message = build_message(row, self.from_address)
+            except EMAIL_ERRORS as exc:
+                outcomes.append(Outcome(Letter(row.email_id, row.template, row.dedupe_key, Message()), error=exc))
+                continue
+            letters.append(Letter(row.email_id, row.template, row.dedupe_key, message))
+
+        down: TransportDown | None = None
+        try:
+            for outcome in transport.deliver(letters, self.accepted, self.stop):
+                outcomes.append(outcome)
+                if self.progress is not None:
+                    with self._lock:
+                        self.progress.advance()
+        except TransportDown as exc:
+            down = exc
+        try:
+            transport.flush()  # Maildir: the batch's files on disk before their marks commit
+        except TransportDown as exc:  # nothing is marked: the next delivery finds the files written
+            outcomes, down = [], exc
+        if down is not None and down.letter is not None:
+            outcomes.append(Outcome(down.letter, error=down))
+        self._record(conn, outcomes, down)
+
+    def _record(self, conn: Connection, outcomes: list[Outcome], down: TransportDown | None) -> None:
+        sent = [o for o in outcomes if o.error is None]
+        refused = [o for o in outcomes if o.error is not None]
+        if sent:
+            ids = [o.letter.email_id for o in sent]
+            conn.execute(_MARK_SENT_SQL, {"ids": ids, "notes": [o.note for o in sent]})
+            conn.execute(_UNJOURNAL_SQL, {"ids": ids})
+        marked = []
+        if refused:
+            assert all(o.error is not None for o in refused)
+            marked = conn.execute(_MARK_FAILED_SQL, {
+                "ids": [o.letter.email_id for o in refused],
+                "errors": [_describe(o.error, self.secrets) for o in refused if o.error is not None],
+                "max_attempts": self.max_attempts,
+            }).all()
+        templates = {o.letter.email_id: o.letter.template for o in outcomes}
+        with self._lock:
+            self.report.sent += len(sent)
+            for email_id, status, attempts in marked:
+                if status == "failed":
+                    self.report.failed += 1
+                    _log.warning("email %s (%s) failed after %s attempts", email_id, templates[email_id], attempts)
+                else:
+                    self.report.retried += 1
+                    _log.warning("email %s (%s) not delivered, attempt %s of %s", email_id, templates[email_id],
+                                 attempts, self.max_attempts)
+            if down is not None:
+                self.report.transport_error = _describe(down, self.secrets)
+                self.stop.set()
+        _log.info("sent %s email(s) of a batch of %s", len(sent), len(outcomes))
+
+    def outage(self, error: TransportDown) -> None:
+        """The transport is down before anything went out: recorded as an attempt on the first queued email."""
+        with self.engine.connect() as conn, conn.begin():
+            rows = self.claim(conn, batch_size=1)
+            if rows:
+                letter = Letter(rows[0].email_id, rows[0].template, rows[0].dedupe_key, Message())
+                error.letter = letter
+                self._record(conn, [Outcome(letter, error=error)], error)
+            else:
+                self.report.transport_error = _describe(error, self.secrets)
 
 
 def deliver_outbox(
@@ -324,9 +278,10 @@ def deliver_outbox(
     mail_dir: Path,
     max_attempts: int = 5,
     batch_size: int = 500,
+    workers: int = DELIVERY_WORKERS,
     progress: Progress | None = None,
 ) -> DeliveryReport:
-    """Deliver every `queued` email with attempts left, in email_id order; what happened, by count.
+    """Deliver every `queued` email with attempts left, in batches of `batch_size` by up to `workers` at once.
 
     `progress` (userdebtor_pipeline.progress) is told the backlog at the start and each email handled.
     """
@@ -334,46 +289,46 @@ def deliver_outbox(
         raise ValueError(f"email transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
     if not from_address:
         raise ValueError("email.from_address is empty")
-    if max_attempts < 1 or batch_size < 1:
-        raise ValueError("max_attempts and batch_size must be at least 1")
-    sender: _Transport
-    if transport == "maildir":
-        sender = _MaildirTransport(Path(mail_dir))
-    else:
-        sender = _SmtpTransport(smtp_host, smtp_port, smtp_username, smtp_password, smtp_starttls)
-    secrets = (smtp_password,)
-    report = DeliveryReport()
+    if max_attempts < 1 or batch_size < 1 or workers < 1:
+        raise ValueError("max_attempts, batch_size and workers must be at least 1")
 
+    def new_transport() -> Transport:
+        if transport == "maildir":
+            return MaildirTransport(Path(mail_dir))
+        return SmtpTransport(smtp_host, smtp_port, smtp_username, smtp_password, smtp_starttls)
+
+    delivery = _Delivery(web_engine, from_address, max_attempts, batch_size, (smtp_password,), progress)
+    report = delivery.report
+    with web_engine.begin() as conn:
+        report.failed += conn.execute(_EXHAUSTED_SQL, {"max_attempts": max_attempts}).rowcount or 0
+        report.recovered = int(conn.execute(_RECOVER_SQL).scalar_one())
+        backlog = int(conn.execute(_REMAINING_SQL, {"max_attempts": max_attempts}).scalar_one())
+    if progress is not None:
+        progress.total = backlog
+    if report.recovered:
+        _log.warning("%s email(s) accepted by the server in an interrupted delivery marked sent, not resent",
+                     report.recovered)
+    if backlog:
+        # The first connection proves the transport works before any worker claims a batch.
+        first = new_transport()
+        try:
+            first.open()
+        except TransportDown as exc:
+            delivery.outage(exc)
+        else:
+            pool = [first] + [new_transport() for _ in range(min(workers, -(-backlog // batch_size)) - 1)]
+            with ExitStack() as stack:
+                if not first.idempotent:
+                    journal = stack.enter_context(web_engine.connect())
+                    delivery.journal = journal.execution_options(isolation_level="AUTOCOMMIT")
+                    delivery.journal.execute(_JOURNAL_ASYNC_SQL)
+                    stack.callback(delivery.journal.execute, _JOURNAL_SYNC_SQL)
+                with ThreadPoolExecutor(max_workers=len(pool), thread_name_prefix="email-delivery") as executor:
+                    futures = [executor.submit(delivery.work, sender) for sender in pool]
+                for future in futures:
+                    future.result()  # a bug in one worker is raised here, its batch rolled back
     with web_engine.connect() as conn:
-        with conn.begin():
-            report.failed += conn.execute(_EXHAUSTED_SQL, {"max_attempts": max_attempts}).rowcount or 0
-            if progress is not None:
-                progress.total = int(conn.execute(_REMAINING_SQL, {"max_attempts": max_attempts}).scalar_one())
-        after = 0
-        keep_going = True
-        while keep_going:
-            with conn.begin():
-                ids = list(
-                    conn.execute(
-                        _CANDIDATES_SQL,
-                        {"max_attempts": max_attempts, "after": after, "batch_size": batch_size},
-                    ).scalars()
-                )
-            if not ids:
-                break
-            try:
-                for email_id in ids:
-                    delivered = _deliver_one(conn, email_id, sender, from_address, max_attempts, secrets, report)
-                    if progress is not None:
-                        progress.advance()
-                    if not delivered:
-                        keep_going = False
-                        break
-            finally:
-                sender.close()  # one SMTP connection per batch
-            after = ids[-1]
-        with conn.begin():
-            report.remaining = int(conn.execute(_REMAINING_SQL, {"max_attempts": max_attempts}).scalar_one())
+        report.remaining = int(conn.execute(_REMAINING_SQL, {"max_attempts": max_attempts}).scalar_one())
     if report.sent or report.failed or report.retried:
         _log.info(
             "email delivery (%s): %s sent, %s retried later, %s failed, %s remaining",
