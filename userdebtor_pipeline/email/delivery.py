@@ -101,9 +101,8 @@ _CLAIM_SQL = sa.text(
     " ORDER BY email_id LIMIT :batch_size"
     "   FOR UPDATE SKIP LOCKED"
 )
-_JOURNAL_SQL = sa.text(
-    "INSERT INTO userdebtor.email_accepted (email_id, note) VALUES (:email_id, :note) ON CONFLICT DO NOTHING"
-)
+# Run on the driver's connection directly: once per email, where SQLAlchemy's own cost would show.
+_JOURNAL_SQL = "INSERT INTO userdebtor.email_accepted (email_id, note) VALUES (%s, %s) ON CONFLICT DO NOTHING"
 _MARK_SENT_SQL = sa.text(
     "UPDATE web.email_outbox o SET status = 'sent', sent_at = now(), last_error = s.note"
     "  FROM unnest(CAST(:ids AS bigint[]), CAST(:notes AS text[])) AS s(email_id, note)"
@@ -155,7 +154,7 @@ class _Delivery:
         self._lock = threading.Lock()
         self._after = 0  # the last email_id claimed: an email retried in this call waits for the next call
         # One autocommit connection, shared by the workers, for the acceptance journal (SMTP only).
-        self.journal: Connection | None = None
+        self.journal: Any = None  # the driver's (psycopg) connection, in autocommit
         self._journal_lock = threading.Lock()
 
     def claim(self, conn: Connection, batch_size: int | None = None) -> list[Any]:
@@ -192,7 +191,7 @@ class _Delivery:
         """Journal one email the SMTP server accepted, before its worker sends the next (see the module's text)."""
         assert self.journal is not None
         with self._journal_lock:
-            self.journal.execute(_JOURNAL_SQL, {"email_id": letter.email_id, "note": note})
+            self.journal.execute(_JOURNAL_SQL, (letter.email_id, note))
 
     def _deliver_batch(self, conn: Connection, transport: Transport, rows: list[Any]) -> None:
         letters: list[Letter] = []
@@ -320,9 +319,9 @@ def deliver_outbox(
             with ExitStack() as stack:
                 if not first.idempotent:
                     journal = stack.enter_context(web_engine.connect())
-                    delivery.journal = journal.execution_options(isolation_level="AUTOCOMMIT")
-                    delivery.journal.execute(_JOURNAL_ASYNC_SQL)
-                    stack.callback(delivery.journal.execute, _JOURNAL_SYNC_SQL)
+                    journal.execution_options(isolation_level="AUTOCOMMIT").execute(_JOURNAL_ASYNC_SQL)
+                    stack.callback(journal.execute, _JOURNAL_SYNC_SQL)
+                    delivery.journal = journal.connection.driver_connection
                 with ThreadPoolExecutor(max_workers=len(pool), thread_name_prefix="email-delivery") as executor:
                     futures = [executor.submit(delivery.work, sender) for sender in pool]
                 for future in futures:
