@@ -122,15 +122,18 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 _syncfs = getattr(_libc, "syncfs", None)
 
 
-def _flush_folder(folder: Path) -> None:
-    """One flush to disk for a whole batch of files: syncfs(2) where there is one, else every file's fsync."""
+def _flush_files(folder: Path, files: Sequence[Path]) -> None:
+    """One flush to disk for a whole batch of files: syncfs(2) where there is one, else each file's fsync."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         if _syncfs is not None and _syncfs(fd) == 0:
             return
-        for entry in os.scandir(folder):
-            with open(entry.path, "rb") as handle:
-                os.fsync(handle.fileno())
+        for path in files:
+            try:
+                with open(path, "rb") as handle:
+                    os.fsync(handle.fileno())
+            except FileNotFoundError:
+                continue  # a mail reader moved it to cur/ already
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -149,6 +152,7 @@ class MaildirTransport:
     def __init__(self, mail_dir: Path) -> None:
         self._mail_dir = Path(mail_dir)
         self._seen: dict[str, str] | None = None
+        self._written: list[Path] = []  # this batch's new files, flushed to disk together
 
     def open(self) -> None:
         try:
@@ -191,6 +195,7 @@ class MaildirTransport:
         temporary.write_bytes(letter.message.as_bytes())
         try:
             os.link(temporary, final)
+            self._written.append(final)
         except FileExistsError:
             pass
         finally:
@@ -198,12 +203,15 @@ class MaildirTransport:
 
     def flush(self) -> None:
         try:
-            _flush_folder(self._mail_dir / "new")
+            if self._written:
+                _flush_files(self._mail_dir / "new", self._written)
         except OSError as exc:
             raise TransportDown(exc) from exc
+        self._written = []
 
     def close(self) -> None:
         self._seen = None
+        self._written = []
 
 
 # ---------------------------------------------------------------------------------------------------- SMTP
