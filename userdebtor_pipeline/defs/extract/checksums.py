@@ -5,7 +5,7 @@ and, where asked, of the rows' change stamps or of their whole content. Only the
 (at most BUCKETS rows); the rows of the buckets that differ are then copied, and no others.
 
 A bucket whose sums agree holds the same keys (and stamps, or content) on both sides, but for a hash collision of
-64-bit sums. Two servers whose hash functions differ (another major version, another byte order) disagree on every
+64-bit sums. Two servers whose hash functions differ (another byte order) disagree on every
 bucket: the staging then copies every range, which is slow but still right, never wrong.
 """
 
