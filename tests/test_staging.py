@@ -101,6 +101,19 @@ def test_a_deleted_contact_is_found_through_its_differing_key_range(crm) -> None
     assert one(crm.web, "SELECT count(*) FROM userdebtor.erp_contact WHERE contact_id IN (5, 2500)") == 0
 
 
+def test_a_delete_balanced_by_an_insert_is_still_found(crm) -> None:
+    """The count compares the source with the mirror after the run's new rows are in: an insert cannot hide a delete."""
+    with crm.erp.begin() as conn:
+        conn.execute(sa.text("DELETE FROM erp.crm_contact WHERE contact_id = 9"))
+        conn.execute(sa.text("INSERT INTO erp.crm_contact (contact_id, contact_email, contact_date_last_changed)"
+                             " VALUES (:n, 'new@example.com', clock_timestamp())"), {"n": CONTACT_COUNT + 1})
+
+    result = staged(crm, CONTACTS)
+
+    assert (result.read, result.changed, result.deleted) == (1, 1, 1)
+    assert one(crm.web, "SELECT count(*) FROM userdebtor.erp_contact") == CONTACT_COUNT
+
+
 def test_the_crm_master_is_staged_by_the_key_ranges_that_differ(crm) -> None:
     """No change stamp: an account a contact gains and one it loses are found by checksum, the rest is not read."""
     with crm.erp.begin() as conn:
