@@ -10,13 +10,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from userdebtor_pipeline.contract import DEB_MASTER_COLUMNS
 from userdebtor_pipeline.defs.common import Stopwatch, counts_metadata
-from userdebtor_pipeline.defs.extract.staging import (
-    ExtractResult,
-    ExtractSpec,
-    read_watermark,
-    stage,
-    write_watermark,
-)
+from userdebtor_pipeline.defs.extract.staging import ExtractResult, ExtractSpec, read_watermark, stage, write_watermark
 from userdebtor_pipeline.defs.resources import ErpDatabase, RunOptions, SyncLock, SyncSettings, WebDatabase
 from userdebtor_pipeline.filters import filter_columns_of, parse_filter
 from userdebtor_pipeline.preflight import check_before_writing
