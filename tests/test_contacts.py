@@ -427,3 +427,26 @@ def test_m1_plan_check_blocks_an_unsound_plan_and_shows_the_failing_rows(engines
         conn.execute(sa.text("DELETE FROM userdebtor.plan_contact_user_create WHERE contact_id <> 2"))
         conn.execute(sa.text("DELETE FROM userdebtor.plan_contact_link_add"))
     assert judge_contact_links_plan(WebDatabase(url=engines.web_url))[0].passed
+
+
+def test_m1_plan_check_counts_every_failing_row_of_a_plan_larger_than_its_sample(engines):
+    """The check judges the plan in PostgreSQL: the failing count is exact, the rows it brings back are bounded."""
+    from userdebtor_pipeline.defs.expectations import FAILING_ROWS_KEPT
+
+    malformed = FAILING_ROWS_KEPT + 200
+    with engines.web.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO userdebtor.plan_contact_user_create"
+            " (email_key, email_address, default_customer_code, contact_id, pending_approval, batch)"
+            " SELECT e, e, 'T1', n, false, 0"
+            "   FROM generate_series(1, :n) n, LATERAL (SELECT CASE WHEN n <= :bad THEN 'bad' || n || '@@trade'"
+            "        ELSE 'fine' || n || '@trade.example' END) AS m(e)"), {"n": malformed + 1_000, "bad": malformed})
+
+    verdict, failing = judge_contact_links_plan(WebDatabase(url=engines.web_url))
+
+    assert verdict.passed is False
+    assert (verdict.metadata["rows_checked"].value, verdict.metadata["rows_failing"].value) == (malformed + 1_000,
+                                                                                                 malformed)
+    assert f"ExpectColumnValuesToMatchRegex on `email_address`: {malformed} of {malformed + 1_000} rows" in str(
+        verdict.metadata["summary"])
+    assert len(failing) == FAILING_ROWS_KEPT and all("@@" in row["email_address"] for row in failing)

@@ -1,4 +1,4 @@
-"""Great Expectations 1.x, called directly (dagster-ge pins GX below 1.0), on the small frames of a plan.
+"""Great Expectations 1.x, called directly (dagster-ge pins GX below 1.0), on small frames (samples of a plan).
 
 `validate_frame` runs a list of expectations on a pandas frame and turns the verdict into what a person
 reads in the Dagster UI: which expectation, how many rows, and a sample of the failing values.
@@ -10,9 +10,10 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 

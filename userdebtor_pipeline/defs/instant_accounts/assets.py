@@ -9,8 +9,6 @@ Tokens go first: a person who confirmed their email and then logged in is judged
 from typing import Any
 
 import dagster as dg
-import great_expectations as gx
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -23,7 +21,6 @@ from userdebtor_pipeline.defs.common import (
     run_sql,
     sample,
 )
-from userdebtor_pipeline.defs.expectations import check_frame
 from userdebtor_pipeline.defs.extract.assets import change_window, sync_run_started
 from userdebtor_pipeline.defs.instant_accounts.accounts import (
     REGISTRATION_REASONS,
@@ -91,54 +88,6 @@ registration_decisions = sql_plan(
     switch=SWITCH, per_run=True,
     deps=[change_window, "merchant_invitation"],  # I4: in the invite job, the merchant's request comes first
 )
-
-
-@dg.asset_check(
-    asset=registration_decisions,
-    blocking=True,
-    description="No approval links the cash account, an excluded or a closed account; every approval has an "
-    "account, includes the account its request names, and the role for new users exists.",
-)
-def approvals_link_only_qualifying_accounts(context: dg.AssetCheckExecutionContext, web: WebDatabase,
-                                            settings: SyncSettings) -> dg.AssetCheckResult:
-    config = settings.get().instant_accounts
-    with web.engine.connect() as conn:
-        frame = pd.DataFrame(
-            conn.execute(
-                sa.text(
-                    "SELECT p.request_id, p.email_address, p.account_code AS named_account, a.code AS account_code,"
-                    "       d.dr_account_status AS account_status,"
-                    "       (p.account_code IS NULL OR EXISTS (SELECT 1 FROM unnest(p.qualifying_codes) q"
-                    "            WHERE upper(q) = upper(p.account_code))) AS named_account_included,"
-                    "       EXISTS (SELECT 1 FROM web.role r WHERE r.role_name = :role) AS role_exists"
-                    "  FROM userdebtor.plan_registration p"
-                    "  LEFT JOIN LATERAL unnest(p.qualifying_codes) AS a(code) ON true"
-                    "  LEFT JOIN userdebtor.erp_debtor d ON d.dr_cust_code = a.code"
-                    " WHERE p.run_id = :run_id AND p.decision = 'approve'"
-                    " ORDER BY p.request_id, a.code"
-                ),
-                {"run_id": context.run.run_id, "role": config.default_role},
-            ).mappings().all(),
-            columns=["request_id", "email_address", "named_account", "account_code", "account_status",
-                     "named_account_included", "role_exists"],
-        )
-    never_linked = [config.cash_account_code, *config.excluded_account_codes]
-    return check_frame(
-        frame,
-        [
-            gx.expectations.ExpectColumnValuesToNotBeNull(column="account_code"),
-            gx.expectations.ExpectColumnValuesToNotBeInSet(column="account_code", value_set=never_linked),
-            gx.expectations.ExpectColumnValuesToNotBeNull(column="account_status"),
-            gx.expectations.ExpectColumnValuesToNotBeInSet(column="account_status", value_set=["C"]),
-            gx.expectations.ExpectColumnValuesToBeInSet(column="named_account_included", value_set=[True]),
-            gx.expectations.ExpectColumnValuesToBeInSet(column="role_exists", value_set=[True]),
-        ],
-        name="approved_account_links",
-        context=context,
-        what="account links of approved requests",
-        never_linked=", ".join(never_linked),
-        default_role=config.default_role,
-    )
 
 
 def _approved_requests(conn: Connection, run_id: str) -> list[ApprovedRequest]:
@@ -292,34 +241,6 @@ login_decisions = sql_plan(
 )
 
 
-@dg.asset_check(
-    asset=login_decisions,
-    blocking=True,
-    description="Every login is decided once, with a known outcome and a reason in words.",
-)
-def login_decisions_are_complete(context: dg.AssetCheckExecutionContext, web: WebDatabase) -> dg.AssetCheckResult:
-    with web.engine.connect() as conn:
-        frame = pd.DataFrame(
-            conn.execute(
-                sa.text("SELECT event_id, user_id, outcome, reason FROM userdebtor.plan_login"
-                        " WHERE run_id = :run_id ORDER BY event_id"),
-                {"run_id": context.run.run_id},
-            ).mappings().all(),
-            columns=["event_id", "user_id", "outcome", "reason"],
-        )
-    return check_frame(
-        frame,
-        [
-            gx.expectations.ExpectColumnValuesToBeUnique(column="event_id"),
-            gx.expectations.ExpectColumnValuesToBeInSet(column="outcome", value_set=LOGIN_OUTCOMES),
-            gx.expectations.ExpectColumnValuesToNotBeNull(column="reason"),
-        ],
-        name="login_decisions",
-        context=context,
-        what="login decisions",
-    )
-
-
 def _reverify_logins(conn: Connection, run_id: str) -> list[ReverifyLogin]:
     rows = conn.execute(
         sa.text(
@@ -361,4 +282,3 @@ def login_decisions_applied(run: LoadRun) -> dict[str, Any]:
 
 assets = [registration_decisions, instant_accounts_opened, verified_tokens_applied, login_decisions,
           login_decisions_applied]
-asset_checks = [approvals_link_only_qualifying_accounts, login_decisions_are_complete]

@@ -12,8 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
-import great_expectations as gx
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -22,7 +20,6 @@ from userdebtor_pipeline.defs.common import Stopwatch, change_window, counts_met
 from userdebtor_pipeline.defs.contacts.customer_mirror import customer_mirror
 from userdebtor_pipeline.defs.contacts.load import contact_links_applied
 from userdebtor_pipeline.defs.contacts.plan import USER_DEBTOR_LOADS
-from userdebtor_pipeline.defs.expectations import check_frame
 from userdebtor_pipeline.defs.extract.assets import change_window as change_window_asset
 from userdebtor_pipeline.defs.extract.assets import stage_what_the_loads_wrote
 from userdebtor_pipeline.defs.extract.staging import read_watermark
@@ -38,8 +35,6 @@ from userdebtor_pipeline.settings import Settings
 
 PLAN = "plan"
 WATERMARK = "order_history"  # its value: the archive cut-off of the last load; its note: the settings digest
-# The check reads at most this many planned writes, the doubtful ones first, so its verdict holds for all.
-CHECK_ROW_LIMIT = 50_000
 # The steps that gather the orders a run looks at; their rows add up to orders_looked_at.
 ORDERS_LOOKED_AT = (
     "orders_changed_since_last_run", "orders_deleted_since_last_run", "orders_of_accounts_changing_hands",
@@ -140,59 +135,6 @@ def order_history_plan(context: dg.AssetExecutionContext, erp: ErpDatabase, web:
     )
 
 
-@dg.asset_check(
-    asset=order_history_plan,
-    blocking=True,
-    description="Every order to show has an order number, a customer code, a date, a source, a status that is "
-    "shown online and a total; an in-store order on the cash account is shown only with its user.",
-)
-def planned_orders_are_complete(context: dg.AssetCheckExecutionContext, web: WebDatabase,
-                                settings: SyncSettings) -> dg.AssetCheckResult:
-    config = settings.get()
-    with web.engine.connect() as conn:
-        total = conn.execute(
-            sa.text("SELECT count(*) FROM userdebtor.plan_order_history WHERE run_id = :run_id"
-                    " AND action IN ('add', 'update')"),
-            {"run_id": context.run.run_id},
-        ).scalar_one()
-        # Doubtful rows first: whatever the size of the plan, any broken row is in the frame.
-        frame = pd.DataFrame(
-            conn.execute(
-                sa.text(
-                    "SELECT order_no, action, customer_code, user_id, order_date, source, status, total,"
-                    "       (customer_code IS DISTINCT FROM :cash OR user_id IS NOT NULL) AS cash_order_has_user"
-                    "  FROM userdebtor.plan_order_history"
-                    " WHERE run_id = :run_id AND action IN ('add', 'update')"
-                    " ORDER BY (customer_code IS NULL OR total IS NULL OR order_date IS NULL OR source IS NULL"
-                    "           OR status IS NULL OR status = ANY(:hidden)"
-                    "           OR (customer_code = :cash AND user_id IS NULL)) DESC, order_no"
-                    " LIMIT :limit"
-                ),
-                {"run_id": context.run.run_id, "cash": config.instant_accounts.cash_account_code,
-                 "hidden": list(config.order_history.hidden_statuses), "limit": CHECK_ROW_LIMIT},
-            ).mappings().all(),
-            columns=["order_no", "action", "customer_code", "user_id", "order_date", "source", "status", "total",
-                     "cash_order_has_user"],
-        )
-    return check_frame(
-        frame,
-        [
-            gx.expectations.ExpectColumnValuesToBeUnique(column="order_no"),
-            gx.expectations.ExpectColumnValuesToNotBeNull(column="customer_code"),
-            gx.expectations.ExpectColumnValuesToNotBeNull(column="total"),
-            gx.expectations.ExpectColumnValuesToNotBeNull(column="order_date"),
-            gx.expectations.ExpectColumnValuesToNotBeNull(column="source"),
-            gx.expectations.ExpectColumnValuesToNotBeInSet(column="status",
-                                                           value_set=list(config.order_history.hidden_statuses)),
-            gx.expectations.ExpectColumnValuesToBeInSet(column="cash_order_has_user", value_set=[True]),
-        ],
-        name="planned_orders",
-        context=context,
-        what="orders to add or update",
-        orders_planned=dg.MetadataValue.int(int(total)),
-    )
-
-
 def _planned_orders(conn: Connection, run_id: str) -> dict[str, Any]:
     """This run's order plan by action, and its sample; the plan must exist."""
     params = {"run_id": run_id}
@@ -244,4 +186,3 @@ def order_history_synced(run: LoadRun) -> dict[str, Any]:
 
 
 assets = [order_history_plan, order_history_synced]
-asset_checks = [planned_orders_are_complete]

@@ -4,19 +4,25 @@ Nothing is lost when a check fails: the plan watermark does not move, so the nex
 """
 
 import re
+from typing import Any
 
 import dagster as dg
-import great_expectations as gx
-import pandas as pd
 import sqlalchemy as sa
 
-from userdebtor_pipeline.defs.common import EMAIL_PATTERN, email_key, markdown_table
-from userdebtor_pipeline.defs.expectations import failing_mask, report_if_failed
+from userdebtor_pipeline.defs.common import EMAIL_PATTERN, email_key, markdown_table, plain
+from userdebtor_pipeline.defs.expectations import in_set, matches, unique
+from userdebtor_pipeline.defs.plan_check import (
+    CheckedPlan,
+    judge_plans,
+    plan_check,
+    plans_result,
+    report_if_failed,
+    report_plans_if_failed,
+)
 from userdebtor_pipeline.defs.resources import ErpDatabase, SyncSettings, WebDatabase
 from userdebtor_pipeline.defs.user_debtor.guard import read_guard_verdict
 from userdebtor_pipeline.defs.user_debtor.plan import debtors_to_create, user_debtor_plan, users_to_create
 from userdebtor_pipeline.operations.data_docs import MAX_ROWS
-from userdebtor_pipeline.quality import validate_frame
 
 # What U7 would write, one row per field changed or link ended, with the value before and after: the report
 # of a held run lists these so a person can judge the change before lifting the guard.
@@ -65,16 +71,13 @@ def _verdict(
     passed: bool,
     summary: str,
     *,
-    frame: pd.DataFrame | None = None,
-    expectations: list | None = None,
     failing_rows=None,
     failing_total: int | None = None,
     **metadata,
 ) -> dg.AssetCheckResult:
     """The check's result; a failure also writes the readable report that its metadata links."""
     result = dg.AssetCheckResult(passed=passed, metadata={"summary": summary, **metadata})
-    return report_if_failed(context, result, frame=frame, expectations=expectations, failing_rows=failing_rows,
-                            failing_total=failing_total)
+    return report_if_failed(context, result, failing_rows=failing_rows, failing_total=failing_total)
 
 
 @dg.asset_check(
@@ -113,6 +116,43 @@ def template_customer_exists(
                     template_customer=template, debtors_waiting=int(creating))
 
 
+NEW_DEBTORS = CheckedPlan(
+    name="new_debtors",
+    what="new debtors",
+    query="SELECT user_id, dr_cust_code, userdebtor.email_key(email_address) AS email"
+          " FROM userdebtor.plan_debtor_create WHERE action = 'create'",
+    expectations=lambda config: [
+        matches("dr_cust_code", "^" + re.escape(config.user_debtor.new_account_prefix)
+                + "[0-9]{" + str(config.user_debtor.account_number_width) + "}$"),
+        unique("dr_cust_code"), matches("email", EMAIL_PATTERN), unique("email")],
+    order_by=("dr_cust_code",),
+)
+# Planned codes looked up in the ERP per chunk, so the lookup's memory does not grow with the plan.
+_COLLISION_CHUNK = 10_000
+
+
+def _erp_collisions(erp: ErpDatabase, web: WebDatabase) -> tuple[int, list[dict[str, Any]]]:
+    """Planned codes the ERP holds already, unless they are our own debtor from a run cut short between the ERP
+    write and the web write (then it carries the planned user's email): their count and the first ones."""
+    total, first, after = 0, [], ""
+    with web.engine.connect() as web_conn, erp.engine.connect() as erp_conn:
+        while True:
+            planned = dict(web_conn.execute(sa.text(
+                "SELECT dr_cust_code, userdebtor.email_key(email_address) FROM userdebtor.plan_debtor_create"
+                " WHERE action = 'create' AND dr_cust_code > :after ORDER BY dr_cust_code LIMIT :chunk"),
+                {"after": after, "chunk": _COLLISION_CHUNK}).all())
+            if not planned:
+                return total, first
+            after = max(planned)
+            for code, email in erp_conn.execute(sa.text(
+                    "SELECT dr_cust_code, dr_email FROM erp.deb_master WHERE dr_cust_code = ANY(:codes)"),
+                    {"codes": list(planned)}):
+                if planned[code] != email_key(email):
+                    total += 1
+                    if len(first) < MAX_ROWS:
+                        first.append({"dr_cust_code": code, "email": planned[code], "collision": "in the ERP"})
+
+
 @dg.asset_check(
     asset=new_debtors_vetted,
     blocking=True,
@@ -122,87 +162,35 @@ def template_customer_exists(
 def new_debtors_are_sound(
     context: dg.AssetCheckExecutionContext, erp: ErpDatabase, web: WebDatabase, settings: SyncSettings
 ) -> dg.AssetCheckResult:
-    user_debtor = settings.get().user_debtor
-    with web.engine.connect() as conn:
-        frame = pd.read_sql(
-            sa.text(
-                "SELECT user_id, dr_cust_code, userdebtor.email_key(email_address) AS email"
-                " FROM userdebtor.plan_debtor_create WHERE action = 'create'"
-            ),
-            conn,
-        )
-    code_shape = (
-        "^" + re.escape(user_debtor.new_account_prefix) + "[0-9]{" + str(user_debtor.account_number_width) + "}$"
-    )
-    expectations = [
-        gx.expectations.ExpectColumnValuesToMatchRegex(column="dr_cust_code", regex=code_shape),
-        gx.expectations.ExpectColumnValuesToBeUnique(column="dr_cust_code"),
-        gx.expectations.ExpectColumnValuesToMatchRegex(column="email", regex=EMAIL_PATTERN),
-        gx.expectations.ExpectColumnValuesToBeUnique(column="email"),
-    ]
-    verdict = validate_frame(frame, expectations, "new_debtors")
-    # A code already in the ERP is a collision unless it is our own debtor from a run cut short between the
-    # ERP write and the web write: then it carries the planned user's email.
-    collisions: list[str] = []
-    if not frame.empty:
-        with erp.engine.connect() as conn:
-            existing = conn.execute(
-                sa.text("SELECT dr_cust_code, dr_email FROM erp.deb_master WHERE dr_cust_code = ANY(:codes)"),
-                {"codes": frame["dr_cust_code"].tolist()},
-            ).all()
-        planned_email = dict(zip(frame["dr_cust_code"], frame["email"], strict=True))
-        collisions = [code for code, email in existing if planned_email.get(code) != email_key(email)]
-    passed = verdict.passed and not collisions
-    summary = verdict.summary() if not verdict.passed else "codes and emails are sound"
+    config = settings.get()
+    verdicts = judge_plans(web, [NEW_DEBTORS], config, context.run.run_id)
+    collisions, colliding = _erp_collisions(erp, web)
+    result = plans_result([NEW_DEBTORS], verdicts, config, collisions=collisions)
     if collisions:
-        summary += f"; {len(collisions)} planned codes already exist in the ERP: {', '.join(collisions[:10])}"
-    failing = frame[failing_mask(frame, verdict) | frame["dr_cust_code"].isin(collisions)] if not frame.empty else None
-    return _verdict(
-        context,
-        passed,
-        summary,
-        frame=frame,
-        expectations=expectations,
-        failing_rows=failing,
-        rows=verdict.rows,
-        collisions=len(collisions),
-        failing=dg.MetadataValue.md(verdict.markdown()),
-    )
+        shown = ", ".join(row["dr_cust_code"] for row in colliding[:10])
+        summary = f"{plain(result.metadata['summary'])} {collisions} planned codes already exist in the ERP: {shown}"
+        result = dg.AssetCheckResult(passed=False, metadata={**result.metadata, "summary": summary})
+    return report_plans_if_failed(context, result, [NEW_DEBTORS], verdicts, config, extra_failing=colliding)
 
 
-@dg.asset_check(
-    asset=new_users_vetted,
-    blocking=True,
-    description="U2: new users' emails are well formed, unique, and not already a login on the web.",
+NEW_USERS = CheckedPlan(
+    name="new_users",
+    what="new users",
+    query="SELECT p.dr_cust_code, userdebtor.email_key(p.email_address) AS email,"
+          " EXISTS (SELECT 1 FROM web.app_user u"
+          "   WHERE userdebtor.email_key(u.email_address) = userdebtor.email_key(p.email_address)) AS login_taken"
+          " FROM userdebtor.plan_user_create p WHERE p.action = 'create'",
+    expectations=lambda _config: [matches("email", EMAIL_PATTERN), unique("email"), in_set("login_taken", [False])],
+    order_by=("dr_cust_code",),
 )
-def new_users_are_sound(context: dg.AssetCheckExecutionContext, web: WebDatabase) -> dg.AssetCheckResult:
-    with web.engine.connect() as conn:
-        frame = pd.read_sql(
-            sa.text(
-                "SELECT p.dr_cust_code, userdebtor.email_key(p.email_address) AS email,"
-                " EXISTS (SELECT 1 FROM web.app_user u"
-                "   WHERE userdebtor.email_key(u.email_address) = userdebtor.email_key(p.email_address))"
-                "   AS login_taken"
-                " FROM userdebtor.plan_user_create p WHERE p.action = 'create'"
-            ),
-            conn,
-        )
-    expectations = [
-        gx.expectations.ExpectColumnValuesToMatchRegex(column="email", regex=EMAIL_PATTERN),
-        gx.expectations.ExpectColumnValuesToBeUnique(column="email"),
-        gx.expectations.ExpectColumnValuesToBeInSet(column="login_taken", value_set=[False]),
-    ]
-    verdict = validate_frame(frame, expectations, "new_users")
-    return _verdict(
-        context,
-        verdict.passed,
-        verdict.summary(),
-        frame=frame,
-        expectations=expectations,
-        failing_rows=frame[failing_mask(frame, verdict)] if not frame.empty else None,
-        rows=verdict.rows,
-        failing=dg.MetadataValue.md(verdict.markdown()),
-    )
+
+new_users_are_sound = plan_check(
+    asset=new_users_vetted,
+    name="new_users_are_sound",
+    rule="U2",
+    description="new users' emails are well formed, unique, and not already a login on the web.",
+    plans=[NEW_USERS],
+)
 
 
 @dg.asset_check(
