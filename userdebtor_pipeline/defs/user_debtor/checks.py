@@ -44,26 +44,22 @@ _GUARDED_CHANGES_COUNT_SQL = sa.text(
 
 
 # Gates: each carries the checks of one load, so a failing check holds that load alone, not the whole run.
-@dg.asset(
-    group_name="plan",
-    deps=[debtors_to_create],
-    description="U1 creations vetted: the checks on this asset gate the ERP debtor creation alone.",
-)
-def new_debtors_vetted(web: WebDatabase) -> dg.MaterializeResult:
-    with web.engine.connect() as conn:
-        planned = conn.execute(sa.text("SELECT count(*) FROM userdebtor.plan_debtor_create")).scalar()
-    return dg.MaterializeResult(metadata={"planned": int(planned)})
+def _gate(name: str, plan: dg.AssetsDefinition, count_sql: str, description: str) -> dg.AssetsDefinition:
+    @dg.asset(name=name, group_name="plan", deps=[plan], description=description)
+    def gate(web: WebDatabase) -> dg.MaterializeResult:
+        with web.engine.connect() as conn:
+            planned = conn.execute(sa.text(count_sql)).scalar()
+        return dg.MaterializeResult(metadata={"planned": int(planned)})
+
+    return gate
 
 
-@dg.asset(
-    group_name="plan",
-    deps=[users_to_create],
-    description="U2 creations vetted: the checks on this asset gate the web user creation alone.",
-)
-def new_users_vetted(web: WebDatabase) -> dg.MaterializeResult:
-    with web.engine.connect() as conn:
-        planned = conn.execute(sa.text("SELECT count(*) FROM userdebtor.plan_user_create")).scalar()
-    return dg.MaterializeResult(metadata={"planned": int(planned)})
+new_debtors_vetted = _gate("new_debtors_vetted", debtors_to_create,
+                           "SELECT count(*) FROM userdebtor.plan_debtor_create",
+                           "U1 creations vetted: the checks on this asset gate the ERP debtor creation alone.")
+new_users_vetted = _gate("new_users_vetted", users_to_create,
+                         "SELECT count(*) FROM userdebtor.plan_user_create",
+                         "U2 creations vetted: the checks on this asset gate the web user creation alone.")
 
 
 def _verdict(

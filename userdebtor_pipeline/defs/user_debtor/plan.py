@@ -55,49 +55,34 @@ def _parameters(run: PlanRun) -> dict[str, Any]:
     return plan_parameters(run.config, run.run_id, run.window.since, run.dry_run)
 
 
-debtors_to_create = sql_plan(
-    "debtors_to_create",
-    rule="U1: web users of the configured roles that get a new ERP debtor (code reserved) or a matching one.",
-    sql=SqlFile("user_debtor/plan_debtors_to_create.sql"),
-    table="userdebtor.plan_debtor_create",
-    counts="SELECT action, count(*) FROM userdebtor.plan_debtor_create GROUP BY action",
-    sample_rows="SELECT user_id, action, dr_cust_code FROM userdebtor.plan_debtor_create ORDER BY user_id",
-    params=_parameters, switch=SWITCH, deps=[change_window_asset],
-)
+def _plan(name: str, rule: str, sql: SqlFile, table: str, counts: str, sample_rows: str,
+          deps: list) -> dg.AssetsDefinition:
+    """A U1-U6 plan over the change window, with the plan's bound values."""
+    return sql_plan(name, rule=rule, sql=sql, table=table, counts=counts, sample_rows=sample_rows,
+                    params=_parameters, switch=SWITCH, deps=deps)
 
-users_to_create = sql_plan(
-    "users_to_create",
-    rule="U2/U3: in-scope ERP debtors that get a web user (with a welcome email) or are linked to one.",
-    sql=SqlFile("user_debtor/plan_users_to_create.sql"),
-    table="userdebtor.plan_user_create",
-    counts="SELECT action, count(*) FROM userdebtor.plan_user_create GROUP BY action",
-    sample_rows="SELECT dr_cust_code, action, user_id, pending_approval FROM userdebtor.plan_user_create"
-    " ORDER BY dr_cust_code",
-    params=_parameters, switch=SWITCH, deps=[debtors_to_create],
-)
 
-field_changes = sql_plan(
-    "field_changes",
-    rule="U4/U5: field changes each way for linked pairs, conflicts with base / web / ERP values.",
-    sql=FIELD_CHANGES_SQL,
-    table="userdebtor.plan_field_change",
-    counts="SELECT direction || CASE WHEN is_conflict THEN '_conflict' ELSE '' END, count(*)"
-    " FROM userdebtor.plan_field_change GROUP BY 1",
-    sample_rows="SELECT link_id, dr_cust_code, field, direction, is_conflict, base_value, web_value, erp_value"
-    " FROM userdebtor.plan_field_change ORDER BY is_conflict DESC, link_id, field",
-    params=_parameters, switch=SWITCH, deps=[change_window_asset],
-)
-
-link_exits = sql_plan(
-    "link_exits",
-    rule="U6: linked debtors deleted in the ERP or out of the filter's scope (and back in).",
-    sql=SqlFile("user_debtor/plan_link_exits.sql"),
-    table="userdebtor.plan_link_exit",
-    counts="SELECT action, count(*) FROM userdebtor.plan_link_exit GROUP BY action",
-    sample_rows="SELECT link_id, user_id, dr_cust_code, action, deactivate_user FROM userdebtor.plan_link_exit"
-    " ORDER BY link_id",
-    params=_parameters, switch=SWITCH, deps=[change_window_asset],
-)
+debtors_to_create = _plan(
+    "debtors_to_create", "U1: web users of the configured roles that get a new ERP debtor (code reserved) or a"
+    " matching one.", SqlFile("user_debtor/plan_debtors_to_create.sql"), "userdebtor.plan_debtor_create",
+    "SELECT action, count(*) FROM userdebtor.plan_debtor_create GROUP BY action",
+    "SELECT user_id, action, dr_cust_code FROM userdebtor.plan_debtor_create ORDER BY user_id", [change_window_asset])
+users_to_create = _plan(
+    "users_to_create", "U2/U3: in-scope ERP debtors that get a web user (with a welcome email) or are linked to"
+    " one.", SqlFile("user_debtor/plan_users_to_create.sql"), "userdebtor.plan_user_create",
+    "SELECT action, count(*) FROM userdebtor.plan_user_create GROUP BY action", "SELECT dr_cust_code, action,"
+    " user_id, pending_approval FROM userdebtor.plan_user_create ORDER BY dr_cust_code", [debtors_to_create])
+field_changes = _plan(
+    "field_changes", "U4/U5: field changes each way for linked pairs, conflicts with base / web / ERP values.",
+    FIELD_CHANGES_SQL, "userdebtor.plan_field_change", "SELECT direction || CASE WHEN is_conflict THEN"
+    " '_conflict' ELSE '' END, count(*) FROM userdebtor.plan_field_change GROUP BY 1", "SELECT link_id,"
+    " dr_cust_code, field, direction, is_conflict, base_value, web_value, erp_value FROM userdebtor.plan_field_change"
+    " ORDER BY is_conflict DESC, link_id, field", [change_window_asset])
+link_exits = _plan(
+    "link_exits", "U6: linked debtors deleted in the ERP or out of the filter's scope (and back in).",
+    SqlFile("user_debtor/plan_link_exits.sql"), "userdebtor.plan_link_exit",
+    "SELECT action, count(*) FROM userdebtor.plan_link_exit GROUP BY action", "SELECT link_id, user_id,"
+    " dr_cust_code, action, deactivate_user FROM userdebtor.plan_link_exit ORDER BY link_id", [change_window_asset])
 
 
 @dg.asset(
