@@ -16,7 +16,7 @@ import shutil
 import sys
 import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,36 +32,39 @@ class SetupError(Exception):
     """Bad settings or an unreachable database: exit status 2 with the message."""
 
 
+@contextlib.contextmanager
+def refused_as_setup(*errors: type[Exception]) -> Iterator[None]:
+    """These errors mean bad settings or a database out of reach: exit status 2 with their message."""
+    try:
+        yield
+    except errors as exc:
+        raise SetupError(str(exc)) from None
+
+
 def _engines():
     from userdebtor_pipeline.db import DatabaseError, check_reachable, engine_for, resolve_urls
 
-    try:
+    with refused_as_setup(DatabaseError):
         urls = resolve_urls()
         erp, web = engine_for(urls.erp), engine_for(urls.web)
         check_reachable(erp, "ERP")
         check_reachable(web, "web")
-    except DatabaseError as exc:
-        raise SetupError(str(exc)) from None
     return erp, web
 
 
 def _settings():
     from userdebtor_pipeline.settings import SettingsError, load_settings
 
-    try:
+    with refused_as_setup(SettingsError):
         return load_settings()
-    except SettingsError as exc:
-        raise SetupError(str(exc)) from None
 
 
 def cmd_init(args: argparse.Namespace) -> int:
     from userdebtor_pipeline.schema import InitError, init_databases
 
     erp, web = _engines()
-    try:
+    with refused_as_setup(InitError):
         report = init_databases(erp, web)
-    except InitError as exc:
-        raise SetupError(str(exc)) from None
     created = ", ".join(report.created_tables) or "none (all existed)"
     migrations = ", ".join(report.applied_migrations) or "none (up to date)"
     print(f"tables created: {created}")
@@ -102,13 +105,8 @@ def print_json(document: Any) -> None:
 def cmd_sync(args: argparse.Namespace) -> int:
     from userdebtor_pipeline.report import render_sync_summary, sync_exit_status, sync_summary
     from userdebtor_pipeline.runner import run_sync
-    from userdebtor_pipeline.schema import state_is_ready
 
-    settings = _settings()
-    _, web = _engines()
-    if not state_is_ready(web):
-        raise SetupError("the pipeline's state schema is missing: run `userdebtor init` first")
-    _check_before_writing(settings, web)
+    settings, web = _ready_to_write()
     # With --json, standard output holds the document alone: anything else printed during the run goes to stderr.
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         outcome = run_sync(full=args.full, dry_run=args.dry_run, lift_change_guard=args.allow_large_change,
@@ -122,15 +120,20 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return status
 
 
-def _check_before_writing(settings, web) -> None:
-    """RULES A4: roles, templates and the rest that the file alone cannot tell, before the run starts."""
+def _ready_to_write():
+    """The settings and the web engine once the state schema is there and RULES A4's checks pass: roles,
+    templates and the rest that the file alone cannot tell, before the run starts."""
     from userdebtor_pipeline.preflight import check_before_writing
+    from userdebtor_pipeline.schema import state_is_ready
     from userdebtor_pipeline.settings import SettingsError
 
-    try:
+    settings = _settings()
+    _, web = _engines()
+    if not state_is_ready(web):
+        raise SetupError("the pipeline's state schema is missing: run `userdebtor init` first")
+    with refused_as_setup(SettingsError):
         check_before_writing(settings, web)
-    except SettingsError as exc:
-        raise SetupError(str(exc)) from None
+    return settings, web
 
 
 def cmd_invite(args: argparse.Namespace) -> int:
@@ -138,13 +141,8 @@ def cmd_invite(args: argparse.Namespace) -> int:
     from userdebtor_pipeline.defs.instant_accounts.invite import INVITE_JOB_NAME
     from userdebtor_pipeline.report import SETUP_ERROR_KINDS, broken_steps
     from userdebtor_pipeline.runner import run_sync
-    from userdebtor_pipeline.schema import state_is_ready
 
-    settings = _settings()
-    _, web = _engines()
-    if not state_is_ready(web):
-        raise SetupError("the pipeline's state schema is missing: run `userdebtor init` first")
-    _check_before_writing(settings, web)
+    settings, web = _ready_to_write()
     outcome = run_sync(job_name=INVITE_JOB_NAME, log_level=args.log_level,
                        ops={"merchant_invitation": {"config": {"email": args.email, "account": args.account}}})
     verdict = outcome.materializations.get("invitation_decided")
@@ -171,18 +169,11 @@ def cmd_invite(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from userdebtor_pipeline.demo import ensure_settings_file, run_demo
     from userdebtor_pipeline.paths import home_dir, mail_dir
 
-    config = Path(os.environ.get("USERDEBTOR_CONFIG", "userdebtor.yaml"))
-    if not config.exists():
-        example = Path(__file__).resolve().parent.parent / "userdebtor.example.yaml"
-        if not example.exists():
-            example = Path(__file__).resolve().parent / "userdebtor.example.yaml"
-        shutil.copyfile(example, config)
-        print(f"settings: copied the example to {config}")
-    os.environ["USERDEBTOR_CONFIG"] = str(config)
+    ensure_settings_file()
     print("== init"), cmd_init(args)
-    from userdebtor_pipeline.demo import run_demo
 
     return run_demo(args, home_dir(), mail_dir())
 
@@ -199,14 +190,18 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _web_database():
+    from userdebtor_pipeline.operations.state import OperationsError, web_database
+
+    with refused_as_setup(OperationsError):
+        return web_database()
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    from userdebtor_pipeline.operations.state import OperationsError, erp_database, web_database
+    from userdebtor_pipeline.operations.state import erp_database
     from userdebtor_pipeline.operations.status import collect_status, render_status
 
-    try:
-        web = web_database()
-    except OperationsError as exc:
-        raise SetupError(str(exc)) from None
+    web = _web_database()
     erp, erp_problem = erp_database()  # the web side is still worth showing while the ERP is down
     report = collect_status(web, erp, erp_problem=erp_problem, runs=args.runs)
     if args.json:
@@ -221,24 +216,19 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_conflicts(args: argparse.Namespace) -> int:
     from userdebtor_pipeline.operations.conflicts import count_open_conflicts, open_conflicts, render_conflicts
-    from userdebtor_pipeline.operations.state import OperationsError, web_database
 
-    try:
-        web = web_database()
-    except OperationsError as exc:
-        raise SetupError(str(exc)) from None
+    web = _web_database()
     print(render_conflicts(open_conflicts(web, limit=args.limit), count_open_conflicts(web)), end="")
     return EXIT_OK
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
     from userdebtor_pipeline.operations.conflicts import resolve_conflict
-    from userdebtor_pipeline.operations.state import OperationsError, web_database
+    from userdebtor_pipeline.operations.state import OperationsError
 
-    try:
-        resolution = resolve_conflict(web_database(), args.conflict_id, args.take, args.by)
-    except OperationsError as exc:
-        raise SetupError(str(exc)) from None
+    web = _web_database()
+    with refused_as_setup(OperationsError):
+        resolution = resolve_conflict(web, args.conflict_id, args.take, args.by)
     print(resolution.describe())
     return EXIT_OK
 
@@ -252,10 +242,8 @@ def cmd_grants(args: argparse.Namespace) -> int:
 
     erp_database, web_database = args.erp_database, args.web_database
     if erp_database is None or web_database is None:
-        try:
+        with refused_as_setup(DatabaseError):
             urls = resolve_urls()
-        except DatabaseError as exc:
-            raise SetupError(str(exc)) from None
         erp_database = erp_database or make_url(urls.erp).database
         web_database = web_database or make_url(urls.web).database
     print(grants_sql(args.erp_role, args.web_role or args.erp_role, erp_database, web_database, args.only), end="")
@@ -284,10 +272,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     from userdebtor_pipeline.db import DatabaseError
 
-    try:
+    with refused_as_setup(bench.BenchError, DatabaseError):
         report = bench.run_bench(options)
-    except (bench.BenchError, DatabaseError) as exc:
-        raise SetupError(str(exc)) from None
     bench.print_report(report)
     return EXIT_OK if bench.all_syncs_succeeded(report) else EXIT_FAILED
 

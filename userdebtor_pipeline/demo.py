@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -11,6 +13,19 @@ from userdebtor_pipeline.db import engine_for, resolve_urls
 from userdebtor_pipeline.report import print_sync_report
 from userdebtor_pipeline.runner import run_sync
 from userdebtor_pipeline.settings import load_settings
+
+
+def ensure_settings_file() -> Path:
+    """USERDEBTOR_CONFIG (default ./userdebtor.yaml), copied from the example when it is not there yet."""
+    config = Path(os.environ.get("USERDEBTOR_CONFIG", "userdebtor.yaml"))
+    if not config.exists():
+        example = Path(__file__).resolve().parent.parent / "userdebtor.example.yaml"
+        if not example.exists():
+            example = Path(__file__).resolve().parent / "userdebtor.example.yaml"
+        shutil.copyfile(example, config)
+        print(f"settings: copied the example to {config}")
+    os.environ["USERDEBTOR_CONFIG"] = str(config)
+    return config
 
 
 def _is_empty(erp: sa.Engine) -> bool:
