@@ -16,7 +16,10 @@ from typing import Any
 import sqlalchemy as sa
 
 __all__ = [
+    "APP_USER_COLUMNS",
+    "CRM_CONTACT_COLUMNS",
     "DEB_MASTER_COLUMNS",
+    "SALES_ORDER_COLUMNS",
     "FIELDS",
     "FIELD_MAP",
     "SYNCABLE_FIELDS",
@@ -47,6 +50,23 @@ DEB_MASTER_COLUMNS: tuple[str, ...] = (
     "dr_account_status",
     "dr_date_created",
     "dr_date_last_changed",
+)
+
+
+# The columns the integration reads of the other tables it stages (the rest of each table is not its business).
+CRM_CONTACT_COLUMNS: tuple[str, ...] = (
+    "contact_id", "contact_email", "contact_first_name", "contact_surname", "contact_phone", "contact_active",
+    "contact_date_last_changed",
+)
+SALES_ORDER_COLUMNS: tuple[str, ...] = (
+    "so_order_no", "so_cust_code", "so_order_date", "so_order_status", "so_source", "so_email", "so_order_total",
+    "so_date_stamp",
+)
+APP_USER_COLUMNS: tuple[str, ...] = (
+    "user_id", "email_address", "name", "phone_number", "address1", "address2", "address3", "address4", "address5",
+    "address6", "postcode", "abn", "industry_code", "role", "default_customer_code", "status",
+    "email_verified",  # A1: whether the user's address is proven
+    "updated_at",
 )
 
 

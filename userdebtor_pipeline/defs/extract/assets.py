@@ -8,7 +8,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
 
-from userdebtor_pipeline.contract import DEB_MASTER_COLUMNS
+from userdebtor_pipeline.contract import (
+    APP_USER_COLUMNS,
+    CRM_CONTACT_COLUMNS,
+    DEB_MASTER_COLUMNS,
+    SALES_ORDER_COLUMNS,
+)
 from userdebtor_pipeline.defs.common import Stopwatch, counts_metadata
 from userdebtor_pipeline.defs.extract.staging import ExtractResult, ExtractSpec, read_watermark, stage, write_watermark
 from userdebtor_pipeline.defs.resources import ErpDatabase, RunOptions, SyncLock, SyncSettings, WebDatabase
@@ -20,111 +25,29 @@ CONVERSIONS_APPLIED = dg.AssetKey("customer_conversions_applied")
 # I3 runs first, so that the web users staged for this run's plans carry the addresses just proven (A1).
 TOKENS_APPLIED = dg.AssetKey("verified_tokens_applied")
 
-DEBTORS = ExtractSpec(
-    name="erp_debtor",
-    source=("erp", "deb_master"),
-    mirror="erp_debtor",
-    key=("dr_cust_code",),
-    columns=DEB_MASTER_COLUMNS,
-    changed_column="dr_date_last_changed",
-    extra_columns=("in_master_scope", "in_css_scope"),
-)
-CONTACTS = ExtractSpec(
-    name="erp_contact",
-    source=("erp", "crm_contact"),
-    mirror="erp_contact",
-    key=("contact_id",),
-    columns=(
-        "contact_id",
-        "contact_email",
-        "contact_first_name",
-        "contact_surname",
-        "contact_phone",
-        "contact_active",
-        "contact_date_last_changed",
-    ),
-    changed_column="contact_date_last_changed",
-)
+# Each extract: its mirror (a table in schema `userdebtor` named like the extract), key, columns and change stamp.
+DEBTORS = ExtractSpec("erp_debtor", ("erp", "deb_master"), "erp_debtor", ("dr_cust_code",), DEB_MASTER_COLUMNS,
+                      "dr_date_last_changed", extra_columns=("in_master_scope", "in_css_scope"))
+CONTACTS = ExtractSpec("erp_contact", ("erp", "crm_contact"), "erp_contact", ("contact_id",), CRM_CONTACT_COLUMNS,
+                       "contact_date_last_changed")
 # The CRM master has no change stamp: its key ranges are compared by checksum, and those that differ read.
-CONTACT_ACCOUNTS = ExtractSpec(
-    name="erp_contact_account",
-    source=("erp", "crm_contact_account"),
-    mirror="erp_contact_account",
-    key=("contact_id", "dr_cust_code"),
-    columns=("contact_id", "dr_cust_code"),
-    changed_column=None,
-    tracks_changes=False,
-)
-CONVERSIONS = ExtractSpec(
-    name="erp_conversion",
-    source=("erp", "deb_conversion"),
-    mirror="erp_conversion",
-    key=("conversion_seq",),
-    columns=("conversion_seq", "old_cust_code", "new_cust_code", "conversion_date"),
-    changed_column=None,
-    deletes="full_only",
-    tracks_changes=False,
-)
-ORDERS = ExtractSpec(
-    name="erp_sales_order",
-    source=("erp", "sales_order"),
-    mirror="erp_sales_order",
-    key=("so_order_no",),
-    columns=(
-        "so_order_no",
-        "so_cust_code",
-        "so_order_date",
-        "so_order_status",
-        "so_source",
-        "so_email",
-        "so_order_total",
-        "so_date_stamp",
-    ),
-    changed_column="so_date_stamp",
-    # Deleted orders are looked for when the ERP's own count of deleted rows moved (see staged_sales_orders).
-    deletes="full_only",
-    gone_table="erp_sales_order_gone",
-)
+CONTACT_ACCOUNTS = ExtractSpec("erp_contact_account", ("erp", "crm_contact_account"), "erp_contact_account",
+                               ("contact_id", "dr_cust_code"), ("contact_id", "dr_cust_code"), None,
+                               tracks_changes=False)
+CONVERSIONS = ExtractSpec("erp_conversion", ("erp", "deb_conversion"), "erp_conversion", ("conversion_seq",),
+                          ("conversion_seq", "old_cust_code", "new_cust_code", "conversion_date"), None,
+                          deletes="full_only", tracks_changes=False)
+# Deleted orders are looked for when the ERP's own count of deleted rows moved (see staged_sales_orders).
+ORDERS = ExtractSpec("erp_sales_order", ("erp", "sales_order"), "erp_sales_order", ("so_order_no",),
+                     SALES_ORDER_COLUMNS, "so_date_stamp", deletes="full_only", gone_table="erp_sales_order_gone")
 # The ERP server's count of rows deleted from sales_order (its statistics; null where they are not kept).
 _ORDERS_DELETED_COUNT = sa.text(
     "SELECT n_tup_del FROM pg_stat_user_tables WHERE schemaname = 'erp' AND relname = 'sales_order'"
 )
-WEB_USERS = ExtractSpec(
-    name="web_user",
-    source=("web", "app_user"),
-    mirror="web_user",
-    key=("user_id",),
-    columns=(
-        "user_id",
-        "email_address",
-        "name",
-        "phone_number",
-        "address1",
-        "address2",
-        "address3",
-        "address4",
-        "address5",
-        "address6",
-        "postcode",
-        "abn",
-        "industry_code",
-        "role",
-        "default_customer_code",
-        "status",
-        "email_verified",  # A1: whether the user's address is proven
-        "updated_at",
-    ),
-    changed_column="updated_at",
-)
-WEB_CUSTOMERS = ExtractSpec(
-    name="web_customer",
-    source=("web", "customer"),
-    mirror="web_customer",
-    key=("customer_code",),
-    columns=("customer_code", "status", "is_debtor_customer", "is_cash_account", "auto_part_registration"),
-    changed_column=None,
-    tracks_changes=False,
-)
+WEB_USERS = ExtractSpec("web_user", ("web", "app_user"), "web_user", ("user_id",), APP_USER_COLUMNS, "updated_at")
+WEB_CUSTOMERS = ExtractSpec("web_customer", ("web", "customer"), "web_customer", ("customer_code",),
+                            ("customer_code", "status", "is_debtor_customer", "is_cash_account",
+                             "auto_part_registration"), None, tracks_changes=False)
 
 
 def _result(result: ExtractResult, watch: Stopwatch, **extra) -> dg.MaterializeResult:
