@@ -11,7 +11,7 @@ from __future__ import annotations
 import getpass
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -24,25 +24,7 @@ Side = Literal["erp", "web"]
 SIDES: tuple[Side, ...] = ("erp", "web")
 VALUE_WIDTH = 40  # wide enough for an address line; longer values are cut with an ellipsis in the listing
 
-# The columns of Conflict, written out in each statement (no SQL is assembled from strings).
-_OPEN_SQL = sa.text(
-    "SELECT conflict_id, link_id, user_id, dr_cust_code, field, base_value, web_value, erp_value, policy, status,"
-    " winner, detected_at, resolved_by, resolved_at, applied_at"
-    " FROM userdebtor.conflict WHERE status = 'open' ORDER BY detected_at, conflict_id LIMIT :limit"
-)
 _COUNT_OPEN_SQL = sa.text("SELECT count(*) FROM userdebtor.conflict WHERE status = 'open'")
-# Only an open conflict can be settled; the WHERE makes two people resolving at once harmless.
-_RESOLVE_SQL = sa.text(
-    "UPDATE userdebtor.conflict SET status = 'resolved', winner = :winner, resolved_by = :by, resolved_at = now()"
-    " WHERE conflict_id = :id AND status = 'open'"
-    " RETURNING conflict_id, link_id, user_id, dr_cust_code, field, base_value, web_value, erp_value, policy,"
-    " status, winner, detected_at, resolved_by, resolved_at, applied_at"
-)
-_ONE_SQL = sa.text(
-    "SELECT conflict_id, link_id, user_id, dr_cust_code, field, base_value, web_value, erp_value, policy, status,"
-    " winner, detected_at, resolved_by, resolved_at, applied_at"
-    " FROM userdebtor.conflict WHERE conflict_id = :id"
-)
 _LINK_STATE_SQL = sa.text("SELECT state FROM userdebtor.user_debtor_link WHERE link_id = :id")
 
 
@@ -63,6 +45,22 @@ class Conflict:
     resolved_by: str | None
     resolved_at: datetime | None
     applied_at: datetime | None
+
+
+# userdebtor.conflict with the columns of Conflict: each statement below selects or returns exactly those.
+_CONFLICT = sa.table("conflict", *(sa.column(f.name) for f in fields(Conflict)), schema="userdebtor")
+_OPEN_SQL = (
+    sa.select(_CONFLICT).where(_CONFLICT.c.status == "open")
+    .order_by(_CONFLICT.c.detected_at, _CONFLICT.c.conflict_id).limit(sa.bindparam("limit"))
+)
+_ONE_SQL = sa.select(_CONFLICT).where(_CONFLICT.c.conflict_id == sa.bindparam("id"))
+# Only an open conflict can be settled; the WHERE makes two people resolving at once harmless.
+_RESOLVE_SQL = (
+    sa.update(_CONFLICT)
+    .where(_CONFLICT.c.conflict_id == sa.bindparam("id"), _CONFLICT.c.status == "open")
+    .values(status="resolved", winner=sa.bindparam("take"), resolved_by=sa.bindparam("by"), resolved_at=sa.func.now())
+    .returning(*_CONFLICT.c)
+)
 
 
 @dataclass(frozen=True)
@@ -119,7 +117,7 @@ def resolve_conflict(web: Engine, conflict_id: int, take: Side, by: str | None =
         raise OperationsError(f"--take must be 'erp' or 'web', not {take!r}")
     resolver = (by or "").strip() or default_resolver()
     with web.begin() as conn:
-        row = conn.execute(_RESOLVE_SQL, {"id": conflict_id, "winner": take, "by": resolver}).first()
+        row = conn.execute(_RESOLVE_SQL, {"id": conflict_id, "take": take, "by": resolver}).first()
         if row is None:
             existing = conn.execute(_ONE_SQL, {"id": conflict_id}).first()
             raise OperationsError(_why_not_open(conflict_id, _row_to_conflict(existing) if existing else None))
