@@ -173,8 +173,11 @@ NEW_USERS = CheckedPlan(
     name="new_users",
     what="new users",
     query="SELECT p.dr_cust_code, userdebtor.email_key(p.email_address) AS email,"
-          " EXISTS (SELECT 1 FROM web.app_user u"
-          "   WHERE userdebtor.email_key(u.email_address) = userdebtor.email_key(p.email_address)) AS login_taken"
+          # The live table by its case-insensitive unique index, the staged mirror by email_key's (A2): both
+          # indexed, as a correlated EXISTS over an unindexed expression would scan every user for every row.
+          " EXISTS (SELECT 1 FROM web.app_user u WHERE lower(u.email_address) = userdebtor.email_key(p.email_address))"
+          " OR EXISTS (SELECT 1 FROM userdebtor.web_user w"
+          "   WHERE userdebtor.email_key(w.email_address) = userdebtor.email_key(p.email_address)) AS login_taken"
           " FROM userdebtor.plan_user_create p WHERE p.action = 'create'",
     expectations=lambda _config: [matches("email", EMAIL_PATTERN), unique("email"), in_set("login_taken", [False])],
     order_by=("dr_cust_code",),

@@ -2,7 +2,10 @@
 
 -- step: users_to_create
 SELECT p.email_key, p.email_address, userdebtor.email_key(p.email_address) AS email_lower, p.default_customer_code,
-       EXISTS (SELECT 1 FROM web.app_user u WHERE userdebtor.email_key(u.email_address) = p.email_key) AS already_a_user
+       -- Both lookups indexed: the live users by their case-insensitive unique index, the mirror by email_key.
+       EXISTS (SELECT 1 FROM web.app_user u WHERE lower(u.email_address) = p.email_key)
+       OR EXISTS (SELECT 1 FROM userdebtor.web_user w WHERE userdebtor.email_key(w.email_address) = p.email_key)
+       AS already_a_user
   FROM userdebtor.plan_contact_user_create p
  ORDER BY p.email_key
 

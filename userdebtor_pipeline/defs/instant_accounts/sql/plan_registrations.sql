@@ -79,7 +79,9 @@ SELECT d.request_id,
                '{accounts}', coalesce(array_to_string(d.qualifying, ', '), '')),
        CASE WHEN d.reason_kind = 'approved' THEN d.qualifying ELSE '{}' END,
        CASE WHEN d.reason_kind = 'approved' THEN d.qualifying[1] END,
-       (SELECT u.user_id FROM web.app_user u WHERE userdebtor.email_key(u.email_address) = d.email_key ORDER BY u.user_id LIMIT 1),
+       -- The user of the address: the live table by its case-insensitive unique index, else the mirror (A2).
+       coalesce((SELECT min(u.user_id) FROM web.app_user u WHERE lower(u.email_address) = d.email_key),
+                (SELECT min(w.user_id) FROM userdebtor.web_user w WHERE userdebtor.email_key(w.email_address) = d.email_key)),
        (SELECT nullif(btrim(concat_ws(' ', c.contact_first_name, c.contact_surname)), '')
           FROM userdebtor.erp_contact c
          WHERE userdebtor.email_key(c.contact_email) = d.email_key AND c.contact_active
