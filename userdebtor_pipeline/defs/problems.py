@@ -6,14 +6,15 @@ A warning is a `user_debtor_warning` email queued once per distinct event, in th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
-from userdebtor_pipeline.email import queue_warning
+from userdebtor_pipeline.email import queue_emails, warning_email
+from userdebtor_pipeline.email.outbox import WARNING_TEMPLATE
 from userdebtor_pipeline.settings import Settings
 
 # The one statement that records problems: every row of a table of set-aside records (kind, rule, subject,
@@ -60,8 +61,7 @@ def record_set_aside_rows(conn: Connection, settings: Settings, run_id: str, sou
         new = [is_new for (is_new,) in cursor.fetchall()]
         fresh = cursor.execute(_FRESH_WARNINGS.format(source=table)).fetchall() if source == SET_ASIDE else []
     # Only plan_set_aside's rows say whether their rule warns.
-    for kind, rule, subject, detail in fresh:
-        warn(conn, settings, run_id, Problem(kind=kind, rule=rule, subject=subject, detail=detail, warn=True))
+    warn(conn, settings, run_id, [Problem(*row, warn=True) for row in fresh])
     return {"problems_new": sum(new), "problems_seen_again": len(new) - sum(new), "warnings_queued": len(fresh)}
 
 
@@ -81,25 +81,22 @@ def record_problems(conn: Connection, settings: Settings, run_id: str, problems:
         [{"kind": p.kind, "rule": p.rule, "subject": p.subject, "detail": p.detail} for p in found],
     )
     record_set_aside_rows(conn, settings, run_id, _FOUND)
-    for problem in found:
-        if problem.warn:
-            warn(conn, settings, run_id, problem)
+    warn(conn, settings, run_id, [problem for problem in found if problem.warn])
     return len(found)
 
 
-def warn(conn: Connection, settings: Settings, run_id: str, problem: Problem) -> int | None:
-    return queue_warning(
-        conn,
-        settings_email=settings.email,
-        warning_to=settings.user_debtor.warning_emails_to,
-        rule=problem.rule,
-        kind=problem.kind,
-        subject_key=problem.subject,
-        summary=problem.detail,
-        details={"record": problem.subject, **problem.facts},
-        templates_dir=settings.email.templates_dir,
-        run_id=run_id,
-    )
+def warn(conn: Connection, settings: Settings, run_id: str, problems: Sequence[Problem]) -> int:
+    """Queue the warning of each problem, once per kind and subject, rendered and inserted as one batch; how many
+    were new. Nothing is queued when `user_debtor.warning_emails_to` is empty."""
+    to = settings.user_debtor.warning_emails_to
+    if not problems or not to or not to.strip():
+        return 0
+    emails = [
+        warning_email(settings_email=settings.email, warning_to=to, rule=p.rule, kind=p.kind, subject_key=p.subject,
+                      summary=p.detail, details={"record": p.subject, **p.facts}, run_id=run_id)
+        for p in problems
+    ]
+    return len(queue_emails(conn, template=WARNING_TEMPLATE, emails=emails, templates_dir=settings.email.templates_dir))
 
 
 def record_set_aside(conn: Connection, settings: Settings, run_id: str) -> dict[str, int]:

@@ -22,6 +22,7 @@ from userdebtor_pipeline.email.outbox import (
     queue_emails,
     queue_warning,
     release_held_emails,
+    warning_email,
 )
 from userdebtor_pipeline.email.render import (
     BUILTIN_TEMPLATES_DIR,
@@ -68,6 +69,7 @@ __all__ = [
     "queue_email",
     "queue_emails",
     "queue_warning",
+    "warning_email",
     "release_held_emails",
     "render_email",
     "template_problems",

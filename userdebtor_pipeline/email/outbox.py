@@ -247,27 +247,22 @@ def _setting(settings_email: Any, name: str) -> Any:
     return getattr(settings_email, name, None)
 
 
-def queue_warning(
-    conn: Connection,
+def warning_email(
     *,
     settings_email: EmailSettings | Mapping[str, Any] | None,
-    warning_to: str | None,
+    warning_to: str,
     rule: str,
     kind: str,
     subject_key: str,
     summary: str,
     details: Mapping[str, str | None],
-    templates_dir: str | Path | None = None,
     action: str | None = None,
     run_id: str | None = None,
-) -> int | None:
-    """Queue a `user_debtor_warning` once per event, with dedupe_key `warning:<kind>:<subject_key>`.
+) -> OutgoingEmail:
+    """The `user_debtor_warning` of one event, with dedupe_key `warning:<kind>:<subject_key>`.
 
-    `subject_key` names the record (e.g. 'debtor:C10001'); `details` are its relevant fields. With no
-    `warning_to` (the setting left empty) nothing is queued. `templates_dir` falls back to the setting.
+    `subject_key` names the record (e.g. 'debtor:C10001'); `details` are its relevant fields.
     """
-    if not warning_to or not warning_to.strip():
-        return None
     context = {
         "rule": rule,
         "rule_title": RULE_TITLES.get(rule),
@@ -279,13 +274,24 @@ def queue_warning(
         "run_id": run_id,
         "site_url": _setting(settings_email, "site_url"),
     }
+    return OutgoingEmail(warning_to, context, f"warning:{kind}:{subject_key}")
+
+
+def queue_warning(
+    conn: Connection,
+    *,
+    settings_email: EmailSettings | Mapping[str, Any] | None,
+    warning_to: str | None,
+    templates_dir: str | Path | None = None,
+    **event: Any,
+) -> int | None:
+    """Queue one event's warning (see warning_email for the event's fields) once; its email_id, or None when it was
+    queued before. With no `warning_to` (the setting left empty) nothing is queued. `templates_dir` falls back to
+    the setting."""
+    if not warning_to or not warning_to.strip():
+        return None
+    email = warning_email(settings_email=settings_email, warning_to=warning_to, **event)
     if templates_dir is None:
         templates_dir = _setting(settings_email, "templates_dir")
-    return queue_email(
-        conn,
-        template=WARNING_TEMPLATE,
-        to_address=warning_to,
-        context=context,
-        dedupe_key=f"warning:{kind}:{subject_key}",
-        templates_dir=templates_dir,
-    )
+    return queue_emails(conn, template=WARNING_TEMPLATE, emails=[email], templates_dir=templates_dir).get(
+        email.dedupe_key)

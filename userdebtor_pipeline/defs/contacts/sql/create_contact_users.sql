@@ -6,7 +6,10 @@ WITH created AS (
            CASE WHEN p.pending_approval THEN 'PendingApproval' ELSE 'Active' END, now(), now()
       FROM userdebtor.plan_contact_user_create p
      WHERE p.batch = :batch
-       AND NOT EXISTS (SELECT 1 FROM web.app_user u WHERE userdebtor.email_key(u.email_address) = p.email_key)
+       -- Through indexes only (a batch must not scan every user): the live users by their case-insensitive
+       -- unique index, under the address as written and as its key, and the mirror by the key (A2).
+       AND NOT EXISTS (SELECT 1 FROM web.app_user u WHERE lower(u.email_address) IN (lower(p.email_address), p.email_key))
+       AND NOT EXISTS (SELECT 1 FROM userdebtor.web_user w WHERE userdebtor.email_key(w.email_address) = p.email_key)
      ORDER BY p.email_key
     ON CONFLICT DO NOTHING
     RETURNING user_id, email_address, name, default_customer_code, status

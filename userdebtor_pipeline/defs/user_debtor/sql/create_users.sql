@@ -19,7 +19,12 @@ WITH inserted AS (
       JOIN _user_chunk c ON c.dr_cust_code = p.dr_cust_code
       JOIN userdebtor.erp_debtor d ON d.dr_cust_code = p.dr_cust_code
      WHERE p.action = 'create'
-       AND NOT EXISTS (SELECT 1 FROM web.app_user u WHERE userdebtor.email_key(u.email_address) = userdebtor.email_key(d.dr_email))
+       -- Through indexes only (a chunk must not scan every user): the live users by their case-insensitive
+       -- unique index, under the address as written and as its key, and the mirror by the key (A2).
+       AND NOT EXISTS (SELECT 1 FROM web.app_user u
+                        WHERE lower(u.email_address) IN (lower(d.dr_email), userdebtor.email_key(d.dr_email)))
+       AND NOT EXISTS (SELECT 1 FROM userdebtor.web_user w
+                        WHERE userdebtor.email_key(w.email_address) = userdebtor.email_key(d.dr_email))
     RETURNING user_id, default_customer_code, email_address, name, status
 )
 INSERT INTO _created_user SELECT * FROM inserted;
