@@ -11,10 +11,10 @@ WITH pending AS (
 named AS (
     SELECT conversion_seq, old_code AS code FROM pending
     UNION ALL SELECT conversion_seq, new_code FROM pending),
-first_to_name AS (
-    SELECT code, min(conversion_seq) AS conversion_seq FROM named GROUP BY code),
+first_to_name AS (  -- a window, not a join back: the planner cannot misjudge it into comparing every pair
+    SELECT conversion_seq, min(conversion_seq) OVER (PARTITION BY code) AS first_seq FROM named),
 waiting AS (
-    SELECT n.conversion_seq FROM named n JOIN first_to_name f USING (code) WHERE f.conversion_seq < n.conversion_seq)
+    SELECT conversion_seq FROM first_to_name WHERE first_seq < conversion_seq)
 SELECT c.conversion_seq, c.old_code, c.new_code, NULL::text AS outcome, NULL::text AS detail
   FROM web.customer_conversion c
  WHERE c.processed_at IS NULL AND c.conversion_seq NOT IN (SELECT conversion_seq FROM waiting)
