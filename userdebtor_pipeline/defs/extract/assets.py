@@ -50,7 +50,8 @@ WEB_CUSTOMERS = ExtractSpec("web_customer", ("web", "customer"), "web_customer",
                              "auto_part_registration"), None, tracks_changes=False)
 
 
-def _result(result: ExtractResult, watch: Stopwatch, **extra) -> dg.MaterializeResult:
+def _result(spec: ExtractSpec, result: ExtractResult, watch: Stopwatch, **extra) -> dg.MaterializeResult:
+    """Counts, mode and watermark of one staged table, named as its mirror so the UI shows which table it is."""
     return dg.MaterializeResult(
         metadata=counts_metadata(
             {"rows_read": result.read, "rows_changed": result.changed, "rows_deleted": result.deleted},
@@ -58,6 +59,7 @@ def _result(result: ExtractResult, watch: Stopwatch, **extra) -> dg.MaterializeR
             mode=result.mode,
             watermark=str(result.watermark) if result.watermark else "none",
             **extra,
+            **{"dagster/table_name": f"userdebtor.{spec.mirror}"},
         )
     )
 
@@ -182,6 +184,7 @@ def staged_erp_debtors(
             )
         ).one()
     return _result(
+        DEBTORS,
         result,
         watch,
         debtors_in_master_scope=int(in_scope[0]),
@@ -212,6 +215,7 @@ def staged_crm_contacts(erp: ErpDatabase, web: WebDatabase, run_options: RunOpti
             },
             watch.seconds,
             mode=contacts.mode,
+            **{"dagster/table_name": f"userdebtor.{CONTACTS.mirror}"},
         )
     )
 
@@ -221,7 +225,7 @@ def staged_debtor_conversions(erp: ErpDatabase, web: WebDatabase) -> dg.Material
     watch = Stopwatch()
     with web.engine.begin() as conn:
         result = stage(CONVERSIONS, source=erp.engine, web=conn, full=False)
-    return _result(result, watch)
+    return _result(CONVERSIONS, result, watch)
 
 
 @dg.asset(
@@ -246,7 +250,7 @@ def staged_sales_orders(erp: ErpDatabase, web: WebDatabase, run_options: RunOpti
         result = stage(spec, source=erp.engine, web=conn, full=run_options.full)
         if deleted_count is not None:
             write_watermark(conn, "erp_sales_order_deletes", None, note=str(deleted_count))
-    return _result(result, watch, deletes_looked_for=deletes_seen or run_options.full)
+    return _result(spec, result, watch, deletes_looked_for=deletes_seen or run_options.full)
 
 
 @dg.asset(
@@ -258,7 +262,7 @@ def staged_web_users(web: WebDatabase, run_options: RunOptions) -> dg.Materializ
     watch = Stopwatch()
     with web.engine.begin() as conn:
         result = stage(WEB_USERS, source=conn, web=conn, full=run_options.full, before_merge=remember_defaults_left)
-    return _result(result, watch)
+    return _result(WEB_USERS, result, watch)
 
 
 @dg.asset(
@@ -270,7 +274,7 @@ def staged_web_customers(web: WebDatabase, run_options: RunOptions) -> dg.Materi
     watch = Stopwatch()
     with web.engine.begin() as conn:
         result = stage(WEB_CUSTOMERS, source=conn, web=conn, full=run_options.full)
-    return _result(result, watch)
+    return _result(WEB_CUSTOMERS, result, watch)
 
 
 def stage_what_the_loads_wrote(conn: Connection, erp: Engine, settings: SyncSettings) -> dict[str, int]:
