@@ -13,8 +13,7 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
-from userdebtor_pipeline.email import queue_emails, warning_email
-from userdebtor_pipeline.email.outbox import WARNING_TEMPLATE
+from userdebtor_pipeline.email import queue_warnings
 from userdebtor_pipeline.settings import Settings
 
 # The one statement that records problems: every row of a table of set-aside records (kind, rule, subject,
@@ -86,17 +85,11 @@ def record_problems(conn: Connection, settings: Settings, run_id: str, problems:
 
 
 def warn(conn: Connection, settings: Settings, run_id: str, problems: Sequence[Problem]) -> int:
-    """Queue the warning of each problem, once per kind and subject, rendered and inserted as one batch; how many
-    were new. Nothing is queued when `user_debtor.warning_emails_to` is empty."""
-    to = settings.user_debtor.warning_emails_to
-    if not problems or not to or not to.strip():
-        return 0
-    emails = [
-        warning_email(settings_email=settings.email, warning_to=to, rule=p.rule, kind=p.kind, subject_key=p.subject,
-                      summary=p.detail, details={"record": p.subject, **p.facts}, run_id=run_id)
-        for p in problems
-    ]
-    return len(queue_emails(conn, template=WARNING_TEMPLATE, emails=emails, templates_dir=settings.email.templates_dir))
+    """Queue the warning of each problem, once per kind and subject, as one batch; how many were new."""
+    events = [{"rule": p.rule, "kind": p.kind, "subject_key": p.subject, "summary": p.detail,
+               "details": {"record": p.subject, **p.facts}, "run_id": run_id} for p in problems]
+    return len(queue_warnings(conn, settings_email=settings.email, warning_to=settings.user_debtor.warning_emails_to,
+                              events=events, templates_dir=settings.email.templates_dir))
 
 
 def record_set_aside(conn: Connection, settings: Settings, run_id: str) -> dict[str, int]:

@@ -21,8 +21,8 @@ from userdebtor_pipeline.email.outbox import (
     queue_email,
     queue_emails,
     queue_warning,
+    queue_warnings,
     release_held_emails,
-    warning_email,
 )
 from userdebtor_pipeline.email.render import (
     BUILTIN_TEMPLATES_DIR,
@@ -69,7 +69,7 @@ __all__ = [
     "queue_email",
     "queue_emails",
     "queue_warning",
-    "warning_email",
+    "queue_warnings",
     "release_held_emails",
     "render_email",
     "template_problems",

@@ -277,6 +277,25 @@ def warning_email(
     return OutgoingEmail(warning_to, context, f"warning:{kind}:{subject_key}")
 
 
+def queue_warnings(
+    conn: Connection,
+    *,
+    settings_email: EmailSettings | Mapping[str, Any] | None,
+    warning_to: str | None,
+    events: Sequence[Mapping[str, Any]],
+    templates_dir: str | Path | None = None,
+) -> dict[str, int]:
+    """Queue the warning of each event (the fields of warning_email), each once, rendered and inserted as one batch;
+    email_id by dedupe_key of those new. With no `warning_to` (the setting left empty) nothing is queued.
+    `templates_dir` falls back to the setting."""
+    if not events or not warning_to or not warning_to.strip():
+        return {}
+    emails = [warning_email(settings_email=settings_email, warning_to=warning_to, **event) for event in events]
+    if templates_dir is None:
+        templates_dir = _setting(settings_email, "templates_dir")
+    return queue_emails(conn, template=WARNING_TEMPLATE, emails=emails, templates_dir=templates_dir)
+
+
 def queue_warning(
     conn: Connection,
     *,
@@ -285,13 +304,7 @@ def queue_warning(
     templates_dir: str | Path | None = None,
     **event: Any,
 ) -> int | None:
-    """Queue one event's warning (see warning_email for the event's fields) once; its email_id, or None when it was
-    queued before. With no `warning_to` (the setting left empty) nothing is queued. `templates_dir` falls back to
-    the setting."""
-    if not warning_to or not warning_to.strip():
-        return None
-    email = warning_email(settings_email=settings_email, warning_to=warning_to, **event)
-    if templates_dir is None:
-        templates_dir = _setting(settings_email, "templates_dir")
-    return queue_emails(conn, template=WARNING_TEMPLATE, emails=[email], templates_dir=templates_dir).get(
-        email.dedupe_key)
+    """Queue one event's warning once (see queue_warnings); its email_id, or None when it was queued before."""
+    queued = queue_warnings(conn, settings_email=settings_email, warning_to=warning_to, events=[event],
+                            templates_dir=templates_dir)
+    return next(iter(queued.values()), None)
