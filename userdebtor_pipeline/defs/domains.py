@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -174,5 +175,8 @@ def domain_definitions() -> list[dg.Definitions]:
 def automation_definitions() -> dg.Definitions:
     """Every job, schedule and sensor in `defs/` (the sync job, I4's invitation job, `automation/`, the domains'
     own sensors), as Dagster's loader finds them."""
-    every = dg.load_definitions_from_package_module(importlib.import_module(__package__))
+    # The loader is marked preview; its notice on every command would read to a user like a fault of theirs.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        every = dg.load_definitions_from_package_module(importlib.import_module(__package__))
     return dg.Definitions(jobs=every.jobs, schedules=every.schedules, sensors=every.sensors)
