@@ -307,6 +307,49 @@ def test_m2_account_out_of_css_scope_or_deleted_removes_the_link(dbs):
     assert "account_out_of_scope" in reasons and "account_gone" in reasons
 
 
+def test_m2_changed_since_sees_a_contact_gone_and_a_crm_master_row_gone(dbs):
+    """M2 in a changed-since run: a contact deleted from the CRM and one CRM master row deleted leave no change
+    stamp, yet their links end; only those two addresses are planned, not the whole CRM."""
+    add_trade_accounts(dbs.erp, "T1", "T2")
+    add_contact(dbs.erp, 11, "gone@trade.example", ["T1"])
+    add_contact(dbs.erp, 12, "stays@trade.example", ["T1", "T2"])
+    add_contact(dbs.erp, 13, "bystander@trade.example", ["T2"])
+    synced()
+    gone, stays = user_id_of(dbs.web, "gone@trade.example"), user_id_of(dbs.web, "stays@trade.example")
+    synced()  # the users the first run made are staged: from here on, nothing is new
+
+    with dbs.erp.begin() as conn:
+        conn.execute(sa.text("DELETE FROM erp.crm_contact_account WHERE contact_id = 11 OR "
+                             "(contact_id = 12 AND dr_cust_code = 'T2')"))
+        conn.execute(sa.text("DELETE FROM erp.crm_contact WHERE contact_id = 11"))
+    outcome = synced()
+
+    assert accounts_of(dbs.web, gone) == set()
+    assert accounts_of(dbs.web, stays) == {"T1"}
+    plan = outcome.materializations["contact_links_plan"]
+    assert (plan["mode"], plan["planned"]) == ("changed_since", "the addresses that changed")
+    assert plan["addresses_changed"] == 2
+
+
+def test_m1_a_link_the_website_removed_comes_back_in_the_full_reconcile(dbs):
+    """M1: web.user_customer has no change stamp, so a contact link the website removed is put back by the full
+    reconcile (nightly), not by a changed-since run that found nothing new."""
+    add_trade_accounts(dbs.erp, "T1", "T2")
+    add_contact(dbs.erp, 14, "kept@trade.example", ["T1", "T2"])
+    synced()
+    uid = user_id_of(dbs.web, "kept@trade.example")
+    synced()
+    with dbs.web.begin() as conn:
+        conn.execute(sa.text("DELETE FROM web.user_customer WHERE user_id = :u AND customer_code = 'T2'"), {"u": uid})
+
+    assert synced().materializations["contact_links_plan"]["addresses_changed"] == 0
+    assert accounts_of(dbs.web, uid) == {"T1"}
+
+    outcome = synced(full=True)
+    assert outcome.materializations["contact_links_plan"]["planned"] == "every address"
+    assert accounts_of(dbs.web, uid) == {"T1", "T2"}
+
+
 def test_m2_link_needed_by_a_user_debtor_link_stays(dbs, settings_path):
     """M2: the contact stops acting for W2, but the user's active user_debtor_link is on W2: the row stays."""
     # Only Postcode syncs (U4), so the hand-made link below has nothing to reconcile.

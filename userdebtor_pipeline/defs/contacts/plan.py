@@ -3,16 +3,18 @@
 from typing import Any
 
 import dagster as dg
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from userdebtor_pipeline.defs.common import (
     EMAIL_PATTERN,
     Stopwatch,
+    change_window,
     counts_metadata,
     run_sql,
     sample,
 )
-from userdebtor_pipeline.defs.extract.assets import change_window
+from userdebtor_pipeline.defs.extract.assets import change_window as change_window_asset
 from userdebtor_pipeline.defs.resources import SyncSettings, WebDatabase
 from userdebtor_pipeline.defs.sql_file import SqlFile
 
@@ -23,6 +25,13 @@ USER_DEBTOR_LOADS = [dg.AssetKey(name) for name in
                      ("erp_debtors_created", "web_users_created", "field_changes_applied", "link_exits_applied")]
 # New users are made, with their token and welcome email, this many to a transaction.
 USERS_PER_TRANSACTION = 2_000
+PLAN_SQL = SqlFile("contacts/plan_contact_links.sql", reads=("emails_changed_since_last_run",))
+# A changed-since plan first lists the addresses whose links may have changed ...
+SCOPE_STEPS = ("emails_to_plan", "emails_changed_since_last_run", "emails_to_plan_analyzed")
+# ... and plans every address when that list is longer than this share of the users, and this many (the run after
+# a first load of a million users, say): one pass over every table then costs less than a lookup for each address.
+PLAN_ALL_ABOVE_SHARE = 0.2
+PLAN_ALL_ABOVE_COUNT = 10_000
 # The plan's counts and samples, as the UI and the dry run show them.
 REPORTS_SQL = SqlFile("contacts/reports.sql",
                       reads=("contact_plan_counts", "users_to_create", "links_to_add", "links_to_remove",
@@ -43,24 +52,39 @@ def contact_plan_samples(conn: Connection) -> dict[str, Any]:
 
 @dg.asset(
     group_name=GROUP,
-    deps=[change_window, *USER_DEBTOR_LOADS],
+    deps=[change_window_asset, *USER_DEBTOR_LOADS],
     description="M1/M2: web users to create for contact emails, user_customer links to add, and integration-made "
-    "links no contact needs any more; contacts with a malformed email set aside.",
+    "links no contact needs any more; contacts with a malformed email set aside. Changed-since: only the "
+    "addresses whose contacts, accounts or users changed since the last good run.",
 )
-def contact_links_plan(web: WebDatabase, settings: SyncSettings) -> dg.MaterializeResult:
+def contact_links_plan(context: dg.AssetExecutionContext, web: WebDatabase,
+                       settings: SyncSettings) -> dg.MaterializeResult:
     watch = Stopwatch()
     config = settings.get()
     with web.engine.begin() as conn:
-        run_sql(
-            conn,
-            "contacts/plan_contact_links.sql",
-            {
-                "email_pattern": EMAIL_PATTERN,
-                "cash_account_code": config.instant_accounts.cash_account_code,
-                "batch_size": USERS_PER_TRANSACTION,
-            },
-        )
+        window = change_window(conn, context.run_id)
+        params = {
+            "full": window.full,
+            "since": window.since,
+            "email_pattern": EMAIL_PATTERN,
+            "cash_account_code": config.instant_accounts.cash_account_code,
+            "batch_size": USERS_PER_TRANSACTION,
+        }
+        changed = PLAN_SQL.run(conn, params, only=SCOPE_STEPS)["emails_changed_since_last_run"]
+        plan_all = window.full or changed > max(PLAN_ALL_ABOVE_COUNT, PLAN_ALL_ABOVE_SHARE * _users_estimate(conn))
+        PLAN_SQL.run(conn, params | {"full": plan_all}, skip=SCOPE_STEPS)
         run_sql(conn, "contacts/mark_links_other_rules_need.sql")
         counts = contact_plan_counts(conn)
         samples = contact_plan_samples(conn)
-    return dg.MaterializeResult(metadata=counts_metadata(counts, watch.seconds, **samples))
+    return dg.MaterializeResult(metadata=counts_metadata(
+        counts, watch.seconds, **samples, mode="full" if window.full else "changed_since",
+        since_seq=dg.MetadataValue.int(window.since),
+        addresses_changed=dg.MetadataValue.int(changed),
+        planned="every address" if plan_all else "the addresses that changed",
+    ))
+
+
+def _users_estimate(conn: Connection) -> int:
+    """The web's user count as the planner's statistics have it: no count of a million rows for a ratio."""
+    return int(conn.execute(sa.text(
+        "SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = 'web.app_user'::regclass")).scalar() or 0)

@@ -1,14 +1,93 @@
 -- Plans M1 and M2: the web users and user_customer links the ERP's contacts call for, and the links they no longer need.
--- The whole CRM is compared every run: crm_contact_account has no change stamp, so only a full compare sees a
--- contact move between accounts. Everything here is set-based; the temp table lives for the plan's transaction.
+-- A changed-since run plans only the addresses whose links may have changed since the last good run (see
+-- emails_to_plan); a full reconcile plans every address. Everything here is set-based; the temp tables live for
+-- the plan's transaction. Parameters: full, since, email_pattern, cash_account_code, batch_size.
 
 -- step: clear_previous_plan
 TRUNCATE userdebtor.plan_contact_user_create, userdebtor.plan_contact_link_add,
          userdebtor.plan_contact_link_remove, userdebtor.plan_contact_set_aside
 
+-- step: emails_to_plan
+CREATE TEMP TABLE _email_to_plan (email_key text PRIMARY KEY) ON COMMIT DROP
+
+-- step: emails_changed_since_last_run
+-- The addresses whose links may have changed (nothing in a full reconcile, which plans them all). A link the
+-- website itself removed is put back by the nightly full reconcile: web.user_customer carries no change stamp.
+INSERT INTO _email_to_plan (email_key)
+SELECT changed.email_key
+  FROM (
+    -- contacts added or changed (address, name, active), and contacts who gained an account
+    SELECT userdebtor.email_key(c.contact_email) AS email_key FROM userdebtor.erp_contact c WHERE c.change_seq > :since
+    UNION
+    SELECT userdebtor.email_key(c.contact_email)
+      FROM userdebtor.erp_contact_account ca JOIN userdebtor.erp_contact c ON c.contact_id = ca.contact_id
+     WHERE ca.change_seq > :since
+    UNION
+    -- debtors added or changed (scope, name): the contacts acting for them and the users linked to them for one
+    SELECT userdebtor.email_key(c.contact_email)
+      FROM userdebtor.erp_debtor d
+      JOIN userdebtor.erp_contact_account ca ON ca.dr_cust_code = d.dr_cust_code
+      JOIN userdebtor.erp_contact c ON c.contact_id = ca.contact_id
+     WHERE d.change_seq > :since
+    UNION
+    SELECT userdebtor.email_key(cl.email)
+      FROM userdebtor.erp_debtor d JOIN userdebtor.contact_link cl ON cl.customer_code = d.dr_cust_code
+     WHERE d.change_seq > :since
+    UNION
+    -- users added or changed (address, proof of it): as staged, and as the web wrote them after the newest
+    -- staged one (this run's loads before this plan; the next run stages them)
+    SELECT userdebtor.email_key(u.email_address) FROM userdebtor.web_user u WHERE u.change_seq > :since
+    UNION
+    SELECT userdebtor.email_key(u.email_address) FROM web.app_user u
+     WHERE u.updated_at > (SELECT w.value FROM userdebtor.watermark w WHERE w.name = 'web_user')
+    UNION
+    -- what an update or delete took away: old addresses; contacts, accounts, debtors and users that went
+    SELECT t.email_key FROM userdebtor.contact_email_touched t WHERE t.change_seq > :since
+    UNION
+    -- contacts and users still set aside: looked at again every run, so that a fixed one is resolved
+    SELECT userdebtor.email_key(coalesce(c.contact_email, u.email_address))
+      FROM userdebtor.problem p
+      LEFT JOIN userdebtor.erp_contact c
+             ON c.contact_id = CASE WHEN p.subject ~ '^contact:[0-9]+$' THEN CAST(split_part(p.subject, ':', 2) AS bigint) END
+      LEFT JOIN web.app_user u
+             ON u.user_id = CASE WHEN p.subject ~ '^user:[0-9]+$' THEN CAST(split_part(p.subject, ':', 2) AS bigint) END
+     WHERE p.kind IN ('malformed_contact_email', 'contact_email_unproven') AND p.resolved_at IS NULL
+  ) changed
+ WHERE changed.email_key IS NOT NULL
+   AND NOT CAST(:full AS boolean)
+
+-- step: emails_to_plan_analyzed
+ANALYZE _email_to_plan
+
+-- step: users_to_plan
+-- The web users, live, whose address is one to plan (all of them in a full reconcile): found by the mirror's
+-- email_key index and the web's case-insensitive unique index, never by reading every user.
+CREATE TEMP TABLE _user_to_plan ON COMMIT DROP AS
+SELECT u.user_id, userdebtor.email_key(u.email_address) AS email_key, u.email_address,
+       userdebtor.address_proven(u.user_id, u.email_verified) AS proven
+  FROM web.app_user u
+ WHERE CAST(:full AS boolean)
+UNION ALL
+SELECT u.user_id, userdebtor.email_key(u.email_address), u.email_address,
+       userdebtor.address_proven(u.user_id, u.email_verified)
+  FROM web.app_user u
+ WHERE NOT CAST(:full AS boolean)
+   AND u.user_id IN (SELECT w.user_id
+                       FROM _email_to_plan s JOIN userdebtor.web_user w ON userdebtor.email_key(w.email_address) = s.email_key
+                     UNION
+                     SELECT l.user_id FROM _email_to_plan s JOIN web.app_user l ON lower(l.email_address) = s.email_key)
+   -- the address the web has now: a user whose address changed since staging is planned when it is staged
+   AND userdebtor.email_key(u.email_address) IN (SELECT email_key FROM _email_to_plan)
+
+-- step: users_to_plan_indexed
+CREATE INDEX ON _user_to_plan (email_key)
+
+-- step: users_to_plan_analyzed
+ANALYZE _user_to_plan
+
 -- step: contact_accounts_wanted
--- Every (email, account) pair M1 asks for: an active contact with a well-formed email acting for a CSS account.
--- The shared cash account is never linked to a person.
+-- Every (email, account) pair M1 asks for, of the addresses to plan: an active contact with a well-formed email
+-- acting for a CSS account. The shared cash account is never linked to a person.
 CREATE TEMP TABLE contact_account_wanted ON COMMIT DROP AS
 SELECT userdebtor.email_key(c.contact_email) AS email_key,
        ca.dr_cust_code               AS customer_code,
@@ -20,6 +99,7 @@ SELECT userdebtor.email_key(c.contact_email) AS email_key,
    AND d.in_css_scope
    AND d.dr_cust_code <> :cash_account_code
    AND userdebtor.email_key(c.contact_email) ~ :email_pattern
+   AND (CAST(:full AS boolean) OR userdebtor.email_key(c.contact_email) IN (SELECT email_key FROM _email_to_plan))
 
 -- step: contact_accounts_wanted_indexed
 CREATE INDEX ON contact_account_wanted (email_key, customer_code)
@@ -42,6 +122,7 @@ SELECT 'malformed_contact_email', 'M1', 'contact:' || c.contact_id,
    AND d.dr_cust_code <> :cash_account_code
    AND btrim(coalesce(c.contact_email, '')) <> ''
    AND userdebtor.email_key(c.contact_email) !~ :email_pattern
+   AND (CAST(:full AS boolean) OR userdebtor.email_key(c.contact_email) IN (SELECT email_key FROM _email_to_plan))
  GROUP BY c.contact_id, c.contact_email
 
 -- step: users_to_create
@@ -66,7 +147,7 @@ SELECT e.email_key,
                bool_or(coalesce(wc.auto_part_registration, false)) AS pending_approval
           FROM contact_account_wanted w
           LEFT JOIN web.customer wc ON wc.customer_code = w.customer_code
-         WHERE NOT EXISTS (SELECT 1 FROM web.app_user u WHERE userdebtor.email_key(u.email_address) = w.email_key)
+         WHERE NOT EXISTS (SELECT 1 FROM _user_to_plan u WHERE u.email_key = w.email_key)
          GROUP BY w.email_key) e
   JOIN userdebtor.erp_contact c ON c.contact_id = e.contact_id
   JOIN userdebtor.erp_debtor d ON d.dr_cust_code = e.default_customer_code
@@ -77,24 +158,29 @@ SELECT e.email_key,
 INSERT INTO userdebtor.plan_contact_link_add (email_key, customer_code, user_id, batch)
 SELECT w.email_key, w.customer_code, u.user_id, nu.batch
   FROM (SELECT DISTINCT email_key, customer_code FROM contact_account_wanted) w
-  LEFT JOIN web.app_user u ON userdebtor.email_key(u.email_address) = w.email_key
+  LEFT JOIN _user_to_plan u ON u.email_key = w.email_key
   LEFT JOIN userdebtor.plan_contact_user_create nu ON nu.email_key = w.email_key
  WHERE nu.email_key IS NOT NULL
     OR (u.user_id IS NOT NULL
-        AND userdebtor.address_proven(u.user_id, u.email_verified)
+        AND u.proven
         AND NOT EXISTS (SELECT 1 FROM web.user_customer uc
                          WHERE uc.user_id = u.user_id AND uc.customer_code = w.customer_code))
 
 -- step: links_waiting_for_proof
 -- A1: a login that existed before and never proved its address gets no contact's account by the email alone.
-DELETE FROM userdebtor.plan_link_proof WHERE rule = 'M1'
+-- The waits of the users planned now are listed again; the others' stand (a user gone is no longer waited for).
+DELETE FROM userdebtor.plan_link_proof p
+ WHERE p.rule = 'M1'
+   AND (CAST(:full AS boolean)
+        OR p.user_id IN (SELECT user_id FROM _user_to_plan)
+        OR NOT EXISTS (SELECT 1 FROM web.app_user u WHERE u.user_id = p.user_id))
 
 -- step: links_waiting_for_proof_listed
 INSERT INTO userdebtor.plan_link_proof (rule, user_id, customer_code, email_address)
 SELECT DISTINCT 'M1', u.user_id, w.customer_code, u.email_address
   FROM contact_account_wanted w
-  JOIN web.app_user u ON userdebtor.email_key(u.email_address) = w.email_key
- WHERE NOT userdebtor.address_proven(u.user_id, u.email_verified)
+  JOIN _user_to_plan u ON u.email_key = w.email_key
+ WHERE NOT u.proven
    AND NOT EXISTS (SELECT 1 FROM web.user_customer uc
                     WHERE uc.user_id = u.user_id AND uc.customer_code = w.customer_code)
 
@@ -118,8 +204,18 @@ SELECT cl.user_id, cl.customer_code, cl.email,
             WHEN NOT d.in_css_scope THEN 'account_out_of_scope'
             WHEN d.dr_cust_code = :cash_account_code THEN 'cash_account'
             ELSE 'no_active_contact' END
-  FROM userdebtor.contact_link cl
+  FROM (SELECT cl.user_id, cl.customer_code, cl.email FROM userdebtor.contact_link cl WHERE CAST(:full AS boolean)
+        UNION ALL
+        (SELECT cl.user_id, cl.customer_code, cl.email
+           FROM _user_to_plan p JOIN userdebtor.contact_link cl ON cl.user_id = p.user_id
+          WHERE NOT CAST(:full AS boolean)
+         UNION
+         SELECT cl.user_id, cl.customer_code, cl.email
+           FROM _email_to_plan s JOIN userdebtor.contact_link cl ON userdebtor.email_key(cl.email) = s.email_key
+          WHERE NOT CAST(:full AS boolean))) cl
   LEFT JOIN web.app_user u ON u.user_id = cl.user_id
   LEFT JOIN userdebtor.erp_debtor d ON d.dr_cust_code = cl.customer_code
  WHERE NOT EXISTS (SELECT 1 FROM contact_account_wanted w
                     WHERE w.email_key = userdebtor.email_key(u.email_address) AND w.customer_code = cl.customer_code)
+   -- a user whose address the web changed since staging is planned when it is staged, under its new address
+   AND (CAST(:full AS boolean) OR u.user_id IS NULL OR u.user_id IN (SELECT user_id FROM _user_to_plan))
