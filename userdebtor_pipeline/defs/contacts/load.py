@@ -7,6 +7,7 @@ import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from userdebtor_pipeline.defs.batches import in_transactions
 from userdebtor_pipeline.defs.blocks import LoadRun, load
 from userdebtor_pipeline.defs.common import markdown_table, run_sql
 from userdebtor_pipeline.defs.contacts.customer_mirror import customer_mirror
@@ -19,6 +20,7 @@ from userdebtor_pipeline.defs.problems import CONTACTS_SET_ASIDE, Problem, recor
 from userdebtor_pipeline.defs.sql_file import SqlFile
 from userdebtor_pipeline.defs.welcome import queue_welcome_emails
 from userdebtor_pipeline.paths import read_sql
+from userdebtor_pipeline.progress import Progress
 from userdebtor_pipeline.settings import Settings
 
 # Problem kinds this domain records, so that fixed contacts resolve their problem.
@@ -37,28 +39,34 @@ class UsersCreated:
     sample: list[dict[str, Any]] = field(default_factory=list)
 
 
-def create_planned_users(engine: Engine, config: Settings) -> UsersCreated:
+def create_planned_users(engine: Engine, config: Settings, log: Any = None) -> UsersCreated:
     """M1: the planned users, batch by batch; each batch's users, tokens, emails and links commit together."""
     report = UsersCreated()
     with engine.connect() as conn:
         batches = conn.execute(sa.text(read_sql("contacts/user_batches.sql"))).scalars().all()
+        planned = conn.execute(sa.text("SELECT count(*) FROM userdebtor.plan_contact_user_create")).scalar_one()
     create_users = sa.text(read_sql("contacts/create_contact_users.sql"))
-    for batch in batches:
-        with engine.begin() as conn:
-            new_users = conn.execute(
-                create_users, {"batch": batch, "role": config.user_debtor.default_role_for_new_users}
-            ).mappings().all()
-            held = queue_welcome_emails(conn, config, new_users)
+
+    def create_batch(conn: Connection, batch: int) -> tuple[list[Any], int, int]:
+        new_users = conn.execute(
+            create_users, {"batch": batch, "role": config.user_debtor.default_role_for_new_users}
+        ).mappings().all()
+        held = queue_welcome_emails(conn, config, new_users)
+        return new_users, held, _links_added(conn, batch)
+
+    with Progress("web users created for contacts (M1)", planned, unit="users", log=log) as progress:
+        for _, (new_users, held, links) in in_transactions(engine, batches, create_batch):
             report.emails_held += held
             report.emails_queued += len(new_users) - held
-            report.links_added += _links_added(conn, batch)
-        report.users += len(new_users)
-        if len(report.sample) < 20:
-            report.sample.extend(
-                {"user_id": u["user_id"], "email_address": u["email_address"], "status": u["status"],
-                 "default_customer_code": u["default_customer_code"]}
-                for u in new_users[: 20 - len(report.sample)]
-            )
+            report.links_added += links
+            report.users += len(new_users)
+            progress.advance(len(new_users))
+            if len(report.sample) < 20:
+                report.sample.extend(
+                    {"user_id": u["user_id"], "email_address": u["email_address"], "status": u["status"],
+                     "default_customer_code": u["default_customer_code"]}
+                    for u in new_users[: 20 - len(report.sample)]
+                )
     return report
 
 
@@ -104,7 +112,7 @@ def contact_links_applied(run: LoadRun) -> dict[str, Any]:
         ).all()
         record_problems(conn, config, context.run_id, (_deactivated_problem(u.user_id, u.email_address)
                                                         for u in deactivated))
-    created = create_planned_users(web.engine, config)
+    created = create_planned_users(web.engine, config, context.log)
     with web.engine.begin() as conn:
         links_for_existing_users = _links_added(conn, None)
         reactivated = run_sql(conn, "contacts/reactivate_contact_users.sql")["reactivate_contact_users"]

@@ -10,8 +10,10 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 from psycopg import sql
+from sqlalchemy.engine import Connection
 
 from userdebtor_pipeline.contract import DEB_MASTER_COLUMNS, SYNCABLE_FIELDS
+from userdebtor_pipeline.defs.batches import in_transactions
 from userdebtor_pipeline.defs.blocks import LoadRun, load
 from userdebtor_pipeline.defs.common import markdown_table, run_sql
 from userdebtor_pipeline.defs.contacts.customer_mirror import mirror_customers
@@ -141,22 +143,26 @@ def web_users_created(run: LoadRun) -> dict[str, Any]:
         )
     created = linked = emails = 0
     progress = Progress("web users created (U2)", len(codes), unit="users", log=run.context.log)
-    for start in range(0, len(codes), USER_CHUNK):
-        chunk = codes[start : start + USER_CHUNK]
-        with web.engine.begin() as conn:
-            conn.exec_driver_sql("CREATE TEMP TABLE _user_chunk (dr_cust_code text PRIMARY KEY) ON COMMIT DROP")
-            conn.execute(sa.text("INSERT INTO _user_chunk SELECT unnest(CAST(:codes AS text[]))"), {"codes": chunk})
-            mirror_customers(conn, chunk, config.instant_accounts.cash_account_code)
-            run_sql(conn, "user_debtor/create_users.sql", {"role": config.user_debtor.default_role_for_new_users})
-            new_users = conn.execute(sa.text(
-                "SELECT user_id, email_address, name, status, dr_cust_code AS default_customer_code,"
-                " name AS account_name FROM _created_user ORDER BY user_id"
-            )).mappings().all()
-            linked += conn.execute(sa.text("SELECT count(*) FROM _new_link")).scalar()
-            run_sql(conn, "user_debtor/create_links.sql")
-            queue_welcome_emails(conn, config, new_users)  # U2/U3: held until approval where the account asks
-            emails += len(new_users)
-            created += len(new_users)
+
+    def create_chunk(conn: Connection, chunk: list[str]) -> tuple[int, int]:
+        conn.exec_driver_sql("CREATE TEMP TABLE _user_chunk (dr_cust_code text PRIMARY KEY) ON COMMIT DROP")
+        conn.execute(sa.text("INSERT INTO _user_chunk SELECT unnest(CAST(:codes AS text[]))"), {"codes": chunk})
+        mirror_customers(conn, chunk, config.instant_accounts.cash_account_code)
+        run_sql(conn, "user_debtor/create_users.sql", {"role": config.user_debtor.default_role_for_new_users})
+        new_users = conn.execute(sa.text(
+            "SELECT user_id, email_address, name, status, dr_cust_code AS default_customer_code,"
+            " name AS account_name FROM _created_user ORDER BY user_id"
+        )).mappings().all()
+        pairs = conn.execute(sa.text("SELECT count(*) FROM _new_link")).scalar()
+        run_sql(conn, "user_debtor/create_links.sql")
+        queue_welcome_emails(conn, config, new_users)  # U2/U3: held until approval where the account asks
+        return len(new_users), pairs
+
+    chunks = [codes[start : start + USER_CHUNK] for start in range(0, len(codes), USER_CHUNK)]
+    for chunk, (users, pairs) in in_transactions(web.engine, chunks, create_chunk):
+        created += users
+        emails += users
+        linked += pairs
         progress.advance(len(chunk))
     progress.finish()
     with web.engine.begin() as conn:
