@@ -322,6 +322,37 @@ def test_maildir_delivery_writes_a_message_a_person_can_open(engines: Any, tmp_p
     assert row.status == "sent" and row.sent_at is not None and row.attempts == 0
 
 
+def _floor(web: Any) -> int:
+    with web.connect() as conn:
+        return int(conn.execute(sa.text("SELECT seq FROM userdebtor.watermark WHERE name = 'email_outbox'")).scalar())
+
+
+def test_e1_delivery_reads_the_outbox_from_where_emails_still_wait(engines: Any, tmp_path: Path) -> None:
+    """E1 at scale: a call reads the outbox from the first email still waiting, not every email of past years.
+    A held email released below that point is delivered; an email put back by hand waits for the full reconcile."""
+    maildir = _smtp(1) | {"transport": "maildir", "mail_dir": tmp_path / "mail"}
+    old = [_queue(engines.web, f"new_user:debtor:OLD{n}") for n in range(3)]
+    user_id = _new_user(engines.web, "pending@example.com", "PendingApproval")
+    held = _queue(engines.web, f"new_user:{user_id}", status="held", hold_for_user_id=user_id)
+    assert deliver_outbox(engines.web, **maildir).sent == 3
+    with engines.web.begin() as conn:  # a day later: nothing of that delivery may still be committing
+        conn.execute(sa.text("UPDATE web.email_outbox SET created_at = now() - interval '1 day'"))
+    deliver_outbox(engines.web, **maildir)
+    assert _floor(engines.web) == held + 1, "every email below it was sent or is held"
+
+    with engines.web.begin() as conn:
+        conn.execute(sa.text("UPDATE web.email_outbox SET status = 'queued' WHERE email_id = :e"), {"e": old[1]})
+        conn.execute(sa.text("UPDATE web.app_user SET status = 'Active' WHERE user_id = :u"), {"u": user_id})
+        assert release_held_emails(conn) == 1
+    assert _floor(engines.web) == held
+
+    assert deliver_outbox(engines.web, **maildir).sent == 1
+    assert _row(engines.web, held).status == "sent"
+    assert _row(engines.web, old[1]).status == "queued", "below the floor: the full reconcile's call finds it"
+    assert deliver_outbox(engines.web, **maildir, from_start=True).sent == 1
+    assert _row(engines.web, old[1]).status == "sent"
+
+
 def test_e1_maildir_rerun_after_a_kill_between_file_and_mark_delivers_once(engines: Any, tmp_path: Path) -> None:
     """E1: a run killed after the file was written and before "sent" was committed writes no second file."""
     email_id = _queue(engines.web, "new_user:debtor:C10002")

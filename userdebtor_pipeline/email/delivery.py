@@ -92,6 +92,25 @@ WITH recoverable AS (
 SELECT count(*) FROM recovered
 """
 )
+# Where the outbox may still hold an email waiting: every email below it was sent, failed or is held (and a
+# release moves it down again). Each call reads from there and moves it up, so its reads follow what is new,
+# not every email of past years; `from_start` (the full reconcile) reads the outbox from its first row.
+_FLOOR_SQL = sa.text("SELECT coalesce(max(seq), 0) FROM userdebtor.watermark WHERE name = 'email_outbox'")
+# The first email still queued, or queued within the hour (a transaction that queued it may not have committed
+# when this call read), becomes the floor; with none, the row after the newest.
+_NEW_FLOOR_SQL = sa.text(
+    """
+INSERT INTO userdebtor.watermark (name, seq, updated_at)
+SELECT 'email_outbox',
+       coalesce((SELECT o.email_id FROM web.email_outbox o
+                  WHERE o.email_id >= :floor AND (o.status = 'queued' OR o.created_at > now() - interval '1 hour')
+                  ORDER BY o.email_id LIMIT 1),
+                (SELECT max(o.email_id) + 1 FROM web.email_outbox o WHERE o.email_id >= :floor),
+                :floor),
+       now()
+ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, updated_at = now()
+"""
+)
 # One batch, in email_id order, locked until its marks commit; an email already accepted is never offered.
 _CLAIM_SQL = sa.text(
     "SELECT email_id, template, to_address, subject, body_text, body_html, dedupe_key, attempts"
@@ -124,10 +143,11 @@ _UNJOURNAL_SQL = sa.text("DELETE FROM userdebtor.email_accepted WHERE email_id =
 _ASYNC_COMMIT_SQL = sa.text("SET LOCAL synchronous_commit = off")
 # Queued emails already at the limit (e.g. after max_attempts was lowered) would never be picked again.
 _EXHAUSTED_SQL = sa.text(
-    "UPDATE web.email_outbox SET status = 'failed' WHERE status = 'queued' AND attempts >= :max_attempts"
+    "UPDATE web.email_outbox SET status = 'failed'"
+    " WHERE status = 'queued' AND attempts >= :max_attempts AND email_id >= :floor"
 )
 _REMAINING_SQL = sa.text(
-    "SELECT count(*) FROM web.email_outbox WHERE status = 'queued' AND attempts < :max_attempts"
+    "SELECT count(*) FROM web.email_outbox WHERE status = 'queued' AND attempts < :max_attempts AND email_id >= :floor"
 )
 
 
@@ -144,7 +164,7 @@ def _describe(exc: BaseException, secrets: tuple[str | None, ...]) -> str:
 class _Delivery:
     """One call's shared state: the cursor through the queue, the report, and the stop when the transport is down."""
 
-    def __init__(self, engine: Engine, from_address: str, max_attempts: int, batch_size: int,
+    def __init__(self, engine: Engine, from_address: str, max_attempts: int, batch_size: int, floor: int,
                  secrets: tuple[str | None, ...], progress: Progress | None) -> None:
         self.engine, self.from_address = engine, from_address
         self.max_attempts, self.batch_size, self.secrets = max_attempts, batch_size, secrets
@@ -152,7 +172,7 @@ class _Delivery:
         self.report = DeliveryReport()
         self.stop = threading.Event()
         self._lock = threading.Lock()
-        self._after = 0  # the last email_id claimed: an email retried in this call waits for the next call
+        self._after = floor - 1  # the last email_id claimed: an email retried in this call waits for the next
         # One autocommit connection, shared by the workers, for the acceptance journal (SMTP only).
         self.journal: Any = None  # the driver's (psycopg) connection, in autocommit
         self._journal_lock = threading.Lock()
@@ -279,10 +299,12 @@ def deliver_outbox(
     batch_size: int = 500,
     workers: int = DELIVERY_WORKERS,
     progress: Progress | None = None,
+    from_start: bool = False,
 ) -> DeliveryReport:
     """Deliver every `queued` email with attempts left, in batches of `batch_size` by up to `workers` at once.
 
-    `progress` (userdebtor_pipeline.progress) is told the backlog at the start and each email handled.
+    `progress` (userdebtor_pipeline.progress) is told the backlog at the start and each email handled. The outbox
+    is read from the floor the last call left (`from_start`: from its first email).
     """
     if transport not in TRANSPORTS:
         raise ValueError(f"email transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
@@ -296,12 +318,15 @@ def deliver_outbox(
             return MaildirTransport(Path(mail_dir))
         return SmtpTransport(smtp_host, smtp_port, smtp_username, smtp_password, smtp_starttls)
 
-    delivery = _Delivery(web_engine, from_address, max_attempts, batch_size, (smtp_password,), progress)
+    with web_engine.connect() as conn:
+        floor = 0 if from_start else int(conn.execute(_FLOOR_SQL).scalar_one())
+    delivery = _Delivery(web_engine, from_address, max_attempts, batch_size, floor, (smtp_password,), progress)
     report = delivery.report
+    limits = {"max_attempts": max_attempts, "floor": floor}
     with web_engine.begin() as conn:
-        report.failed += conn.execute(_EXHAUSTED_SQL, {"max_attempts": max_attempts}).rowcount or 0
+        report.failed += conn.execute(_EXHAUSTED_SQL, limits).rowcount or 0
         report.recovered = int(conn.execute(_RECOVER_SQL).scalar_one())
-        backlog = int(conn.execute(_REMAINING_SQL, {"max_attempts": max_attempts}).scalar_one())
+        backlog = int(conn.execute(_REMAINING_SQL, limits).scalar_one())
     if progress is not None:
         progress.total = backlog
     if report.recovered:
@@ -326,8 +351,9 @@ def deliver_outbox(
                     futures = [executor.submit(delivery.work, sender) for sender in pool]
                 for future in futures:
                     future.result()  # a bug in one worker is raised here, its batch rolled back
-    with web_engine.connect() as conn:
-        report.remaining = int(conn.execute(_REMAINING_SQL, {"max_attempts": max_attempts}).scalar_one())
+    with web_engine.begin() as conn:
+        report.remaining = int(conn.execute(_REMAINING_SQL, limits).scalar_one())
+        conn.execute(_NEW_FLOOR_SQL, {"floor": floor})
     if report.sent or report.failed or report.retried:
         _log.info(
             "email delivery (%s): %s sent, %s retried later, %s failed, %s remaining",
@@ -347,6 +373,7 @@ def deliver_with_settings(
     mail_dir: Path | None = None,
     batch_size: int = 500,
     progress: Progress | None = None,
+    from_start: bool = False,
 ) -> DeliveryReport:
     """deliver_outbox with the `email:` settings; the Maildir defaults to USERDEBTOR_HOME/mail."""
     from userdebtor_pipeline.paths import mail_dir as default_mail_dir
@@ -365,4 +392,5 @@ def deliver_with_settings(
         max_attempts=settings_email.max_attempts,
         batch_size=batch_size,
         progress=progress,
+        from_start=from_start,
     )

@@ -213,6 +213,11 @@ WITH released AS (
        AND o.status = 'held'
        AND u.status = 'Active'
     RETURNING o.email_id
+), floor_lowered AS (
+    -- delivery reads the outbox from its floor (delivery.py): a released email may lie below it
+    UPDATE userdebtor.watermark AS w
+       SET seq = least(w.seq, (SELECT min(email_id) FROM released)), updated_at = now()
+     WHERE w.name = 'email_outbox'
 ), unheld AS (
     DELETE FROM userdebtor.email_hold AS h
      USING released AS r

@@ -35,9 +35,8 @@ def build_notify_assets(loads: Sequence[dg.AssetKey], holds: Sequence[dg.AssetKe
         with web.engine.begin() as conn:
             released = release_held_emails(conn)
         with Progress("emails delivered", unit="emails", log=context.log) as progress:
-            report = deliver_with_settings(web.engine, config.email, mail_dir=mail_dir(), progress=progress)
-        with web.engine.connect() as conn:
-            backlog = dict(conn.execute(sa.text("SELECT status, count(*) FROM web.email_outbox GROUP BY status")).all())
+            report = deliver_with_settings(web.engine, config.email, mail_dir=mail_dir(), progress=progress,
+                                           from_start=run_options.full)
         smtp = f"{config.email.smtp_host}:{config.email.smtp_port}"
         where = str(mail_dir()) if config.email.transport == "maildir" else smtp
         return dg.MaterializeResult(
@@ -50,7 +49,6 @@ def build_notify_assets(loads: Sequence[dg.AssetKey], holds: Sequence[dg.AssetKe
                 "transport": config.email.transport,
                 "delivered_to": where,
                 "transport_error": report.transport_error or "",
-                "outbox_by_status": dg.MetadataValue.json({str(k): int(v) for k, v in backlog.items()}),
                 "seconds": watch.seconds,
             }
         )
