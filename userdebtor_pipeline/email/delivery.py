@@ -300,11 +300,13 @@ def deliver_outbox(
     workers: int = DELIVERY_WORKERS,
     progress: Progress | None = None,
     from_start: bool = False,
+    move_floor: bool = True,
 ) -> DeliveryReport:
     """Deliver every `queued` email with attempts left, in batches of `batch_size` by up to `workers` at once.
 
     `progress` (userdebtor_pipeline.progress) is told the backlog at the start and each email handled. The outbox
-    is read from the floor the last call left (`from_start`: from its first email).
+    is read from the floor the last call left (`from_start`: from its first email); `move_floor=False` leaves
+    it where it is (a failed run's warning: such a run changes nothing of the integration's state).
     """
     if transport not in TRANSPORTS:
         raise ValueError(f"email transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
@@ -353,7 +355,8 @@ def deliver_outbox(
                     future.result()  # a bug in one worker is raised here, its batch rolled back
     with web_engine.begin() as conn:
         report.remaining = int(conn.execute(_REMAINING_SQL, limits).scalar_one())
-        conn.execute(_NEW_FLOOR_SQL, {"floor": floor})
+        if move_floor:
+            conn.execute(_NEW_FLOOR_SQL, {"floor": floor})
     if report.sent or report.failed or report.retried:
         _log.info(
             "email delivery (%s): %s sent, %s retried later, %s failed, %s remaining",
@@ -374,6 +377,7 @@ def deliver_with_settings(
     batch_size: int = 500,
     progress: Progress | None = None,
     from_start: bool = False,
+    move_floor: bool = True,
 ) -> DeliveryReport:
     """deliver_outbox with the `email:` settings; the Maildir defaults to USERDEBTOR_HOME/mail."""
     from userdebtor_pipeline.paths import mail_dir as default_mail_dir
@@ -393,4 +397,5 @@ def deliver_with_settings(
         batch_size=batch_size,
         progress=progress,
         from_start=from_start,
+        move_floor=move_floor,
     )

@@ -308,6 +308,6 @@ def warn_about_failed_run(instance: dg.DagsterInstance, run: dg.DagsterRun, fail
         record_run_outcome(conn, failed)
         email_id = None if is_dry_run(run) else queue_failure_email(conn, failed, settings, ui_url=ui_url)
     # Delivered here rather than left for the next run: after a failure there may be no next run for a while.
-    delivery = deliver_with_settings(web, settings.email, mail_dir=mail_dir())
+    delivery = deliver_with_settings(web, settings.email, mail_dir=mail_dir(), move_floor=False)
     _log.info("run %s %s: failure email %s, %s sent", run.run_id, failed.outcome, email_id, delivery.sent)
     return FailureWarning(email_id=email_id, delivery=delivery, failed=failed)
