@@ -6,6 +6,8 @@ ALTER TABLE userdebtor.erp_contact_account ALTER COLUMN change_seq SET DEFAULT n
 CREATE INDEX erp_contact_account_change_seq_idx ON userdebtor.erp_contact_account (change_seq);
 CREATE INDEX erp_contact_change_seq_idx ON userdebtor.erp_contact (change_seq);
 CREATE INDEX contact_link_email_key_idx ON userdebtor.contact_link (userdebtor.email_key(email));
+-- The planner knows the new expression's values at once, not after autovacuum's next analyze.
+ANALYZE userdebtor.contact_link;
 
 -- Addresses whose contact links may have changed though no staged row carries them now: the old address of a
 -- contact or user whose address changed or who went, the address of a contact whose account went, the addresses
