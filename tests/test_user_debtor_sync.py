@@ -493,3 +493,25 @@ def test_a_held_run_from_the_terminal_is_recorded_and_warned_about(dbs, settings
     failure = rows(dbs.web, "SELECT to_address, body_text FROM web.email_outbox WHERE template = 'sync_run_failed'")
     assert len(failure) == 1 and failure[0]["to_address"] == "erp-admin@example.com"
     assert "template_customer_exists" in failure[0]["body_text"]
+
+
+def test_u1_u2_a_plan_that_would_link_a_user_or_debtor_twice_is_caught_from_the_plans_alone(engines):
+    """U1/U2 one-to-one: the blocking check reads the planned pairs and the links of the users and debtors they
+    name (the links table's unique keys guard the rest), so it catches each way a plan could break it."""
+    from userdebtor_pipeline.defs.user_debtor.checks import linked_twice
+
+    with engines.web.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO userdebtor.user_debtor_link (user_id, dr_cust_code, origin) VALUES"
+            " (1, 'C1', 'matched'), (2, 'C2', 'matched'), (3, 'C3', 'matched')"))
+        assert linked_twice(conn) == [], "links alone are one-to-one"
+        conn.execute(sa.text(
+            "INSERT INTO userdebtor.plan_debtor_create (user_id, action, dr_cust_code, email_address) VALUES"
+            " (1, 'link', 'C9', 'one@example.com'), (5, 'link', 'C7', 'five@example.com')"))
+        conn.execute(sa.text(
+            "INSERT INTO userdebtor.plan_user_create (dr_cust_code, action, user_id, email_address) VALUES"
+            " ('C2', 'link', 8, 'eight@example.com'), ('C7', 'link', 6, 'six@example.com'),"
+            " ('C8', 'create', NULL, 'new@example.com')"))
+        found = {(r["side"], r["id"]) for r in linked_twice(conn)}
+    # user 1 already has C1; C2 already has user 2; C7 is planned for users 5 and 6
+    assert found == {("user", "1"), ("debtor", "C2"), ("debtor", "C7")}
