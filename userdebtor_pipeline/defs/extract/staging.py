@@ -268,6 +268,14 @@ class _Staging:
         return _delete_missing(self.web, self.spec, keys, buckets)
 
 
+def stage_rows(spec: ExtractSpec, *, source: Engine | Connection, web: Connection, where: sql.Composable) -> int:
+    """Stage the source rows `where` selects, with no watermark and no look for deletes: rows a run wrote itself,
+    found by the stamp its own writes set. The rows that changed."""
+    result = ExtractResult(mode="rows")
+    _Staging(spec, source, web, None).take(where, result)
+    return result.changed
+
+
 def stage(
     spec: ExtractSpec,
     *,

@@ -77,7 +77,7 @@ def order_history_plan(context: dg.AssetExecutionContext, erp: ErpDatabase, web:
         return dg.MaterializeResult(metadata={"enabled": False, "note": "order_history.enabled is false"})
     digest = _settings_digest(config)
     with web.engine.begin() as conn:
-        stage_what_the_loads_wrote(conn, erp.engine, settings)
+        stage_what_the_loads_wrote(conn, erp.engine, settings, context.run_id)
         window = change_window(conn, context.run_id)
         previous_cutoff, previous_digest = read_watermark(conn, WATERMARK)
         # New archive or status settings (or a history never made) change every order's verdict.
