@@ -35,7 +35,8 @@ TOKENS_APPLIED = dg.AssetKey("verified_tokens_applied")
 
 # Each extract: its mirror (a table in schema `userdebtor` named like the extract), key, columns and change stamp.
 DEBTORS = ExtractSpec("erp_debtor", ("erp", "deb_master"), "erp_debtor", ("dr_cust_code",), DEB_MASTER_COLUMNS,
-                      "dr_date_last_changed", extra_columns=("in_master_scope", "in_css_scope"))
+                      "dr_date_last_changed", extra_columns=("in_master_scope", "in_css_scope"),
+                      gone_table="erp_debtor_gone")
 CONTACTS = ExtractSpec("erp_contact", ("erp", "crm_contact"), "erp_contact", ("contact_id",), CRM_CONTACT_COLUMNS,
                        "contact_date_last_changed")
 # The CRM master has no change stamp: its key ranges are compared by checksum, and those that differ read.
@@ -55,7 +56,7 @@ _ORDERS_DELETED_COUNT = sa.text(
 WEB_USERS = ExtractSpec("web_user", ("web", "app_user"), "web_user", ("user_id",), APP_USER_COLUMNS, "updated_at")
 WEB_CUSTOMERS = ExtractSpec("web_customer", ("web", "customer"), "web_customer", ("customer_code",),
                             ("customer_code", "status", "is_debtor_customer", "is_cash_account",
-                             "auto_part_registration"), None, tracks_changes=False)
+                             "auto_part_registration"), None, tracks_changes=False, gone_table="web_customer_gone")
 
 
 def _result(spec: ExtractSpec, result: ExtractResult, watch: Stopwatch, **extra) -> dg.MaterializeResult:
