@@ -1,4 +1,4 @@
--- Remembers the debtors the ERP deleted and the customer rows deleted from the web, as staging finds them, so that a changed-since M3 plan looks at those accounts alone, not at every account (A3).
+-- Remembers the debtors the ERP deleted and the customer rows gone from the web's mirror (0012 fills that one), so that a changed-since M3 plan looks at those accounts alone, not at every account (A3).
 
 CREATE TABLE IF NOT EXISTS userdebtor.erp_debtor_gone (
     dr_cust_code  text PRIMARY KEY,

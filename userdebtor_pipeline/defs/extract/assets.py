@@ -56,7 +56,7 @@ _ORDERS_DELETED_COUNT = sa.text(
 WEB_USERS = ExtractSpec("web_user", ("web", "app_user"), "web_user", ("user_id",), APP_USER_COLUMNS, "updated_at")
 WEB_CUSTOMERS = ExtractSpec("web_customer", ("web", "customer"), "web_customer", ("customer_code",),
                             ("customer_code", "status", "is_debtor_customer", "is_cash_account",
-                             "auto_part_registration"), None, tracks_changes=False, gone_table="web_customer_gone")
+                             "auto_part_registration"), None)
 
 
 def _result(spec: ExtractSpec, result: ExtractResult, watch: Stopwatch, **extra) -> dg.MaterializeResult:

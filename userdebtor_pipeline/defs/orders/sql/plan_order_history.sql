@@ -51,13 +51,20 @@ ON CONFLICT DO NOTHING;
 -- step: accounts_changed_since_last_run
 -- Accounts that may have changed since the last run.
 INSERT INTO _account_candidate (customer_code)
--- newly integrated accounts
+-- newly integrated accounts (web rows staged since)
 SELECT c.customer_code FROM userdebtor.web_customer c
- WHERE NOT CAST(:full_reconcile AS boolean) AND c.is_debtor_customer AND c.customer_code <> :cash_account_code
+ WHERE NOT CAST(:full_reconcile AS boolean) AND c.change_seq > :since
+   AND c.is_debtor_customer AND c.customer_code <> :cash_account_code
    AND NOT EXISTS (SELECT 1 FROM userdebtor.order_account a WHERE a.customer_code = c.customer_code)
 UNION
--- accounts no longer integrated, converted away or gone
-SELECT a.customer_code FROM userdebtor.order_account a
+-- accounts no longer integrated, converted away or gone: of the web rows staged or gone since, and the links changed
+SELECT a.customer_code
+  FROM (SELECT c.customer_code FROM userdebtor.web_customer c WHERE c.change_seq > :since
+        UNION
+        SELECT g.customer_code FROM userdebtor.web_customer_gone g WHERE g.change_seq > :since
+        UNION
+        SELECT l.dr_cust_code FROM userdebtor.user_debtor_link l WHERE l.change_seq > :since) changed
+  JOIN userdebtor.order_account a ON a.customer_code = changed.customer_code
  WHERE NOT CAST(:full_reconcile AS boolean)
    AND NOT EXISTS (SELECT 1 FROM userdebtor.web_customer c WHERE c.customer_code = a.customer_code AND c.is_debtor_customer)
    AND NOT EXISTS (SELECT 1 FROM userdebtor.user_debtor_link l WHERE l.dr_cust_code = a.customer_code AND l.state = 'active')
