@@ -7,9 +7,19 @@ DELETE FROM userdebtor.plan_set_aside WHERE rule = 'U6';
 TRUNCATE userdebtor.plan_link_exit;
 
 -- step: deleted
+-- Links whose debtor is gone: of the debtors staging found deleted since the last run (erp_debtor_gone) and the
+-- links changed since; of every link in a full run (since 0).
 INSERT INTO userdebtor.plan_link_exit (link_id, user_id, dr_cust_code, action, deactivate_user)
 SELECT l.link_id, l.user_id, l.dr_cust_code, 'deleted', :on_erp_delete = 'deactivate'
-  FROM userdebtor.user_debtor_link l
+  FROM (SELECT l.link_id FROM userdebtor.user_debtor_link l WHERE CAST(:since AS bigint) = 0
+        UNION ALL
+        (SELECT l.link_id
+           FROM userdebtor.erp_debtor_gone g JOIN userdebtor.user_debtor_link l ON l.dr_cust_code = g.dr_cust_code
+          WHERE CAST(:since AS bigint) > 0 AND g.change_seq > :since
+         UNION
+         SELECT l.link_id FROM userdebtor.user_debtor_link l
+          WHERE CAST(:since AS bigint) > 0 AND l.change_seq > :since)) changed
+  JOIN userdebtor.user_debtor_link l ON l.link_id = changed.link_id
  WHERE l.state IN ('active', 'suspended')
    AND NOT EXISTS (SELECT 1 FROM userdebtor.erp_debtor d WHERE d.dr_cust_code = l.dr_cust_code);
 
