@@ -346,7 +346,7 @@ def test_m1_a_link_the_website_removed_comes_back_in_the_full_reconcile(dbs):
     assert accounts_of(dbs.web, uid) == {"T1"}
 
     outcome = synced(full=True)
-    assert outcome.materializations["contact_links_plan"]["planned"] == "every address"
+    assert outcome.materializations["contact_links_plan"]["planned"] == "every address (full reconcile)"
     assert accounts_of(dbs.web, uid) == {"T1", "T2"}
 
 

@@ -25,11 +25,13 @@ USER_DEBTOR_LOADS = [dg.AssetKey(name) for name in
                      ("erp_debtors_created", "web_users_created", "field_changes_applied", "link_exits_applied")]
 # New users are made, with their token and welcome email, this many to a transaction.
 USERS_PER_TRANSACTION = 2_000
-PLAN_SQL = SqlFile("contacts/plan_contact_links.sql", reads=("emails_changed_since_last_run",))
+PLAN_SQL = SqlFile("contacts/plan_contact_links.sql",
+                   reads=("emails_changed_since_last_run", "changes_since_last_run_at_least"))
 # A changed-since plan first lists the addresses whose links may have changed ...
 SCOPE_STEPS = ("emails_to_plan", "emails_changed_since_last_run", "emails_to_plan_analyzed")
-# ... and plans every address when that list is longer than this share of the users, and this many (the run after
-# a first load of a million users, say): one pass over every table then costs less than a lookup for each address.
+# ... and plans every address when more users and contacts changed, or that list is longer, than this share of the
+# users and this many (the run after a first load of a million users, say): one pass over every table then costs
+# less than a lookup for each address, or than making the list.
 PLAN_ALL_ABOVE_SHARE = 0.2
 PLAN_ALL_ABOVE_COUNT = 10_000
 # The plan's counts and samples, as the UI and the dry run show them.
@@ -70,9 +72,18 @@ def contact_links_plan(context: dg.AssetExecutionContext, web: WebDatabase,
             "cash_account_code": config.instant_accounts.cash_account_code,
             "batch_size": USERS_PER_TRANSACTION,
         }
-        changed = PLAN_SQL.run(conn, params, only=SCOPE_STEPS)["emails_changed_since_last_run"]
-        plan_all = window.full or changed > max(PLAN_ALL_ABOVE_COUNT, PLAN_ALL_ABOVE_SHARE * _users_estimate(conn))
-        PLAN_SQL.run(conn, params | {"full": plan_all}, skip=SCOPE_STEPS)
+        cap = int(max(PLAN_ALL_ABOVE_COUNT, PLAN_ALL_ABOVE_SHARE * _users_estimate(conn)))
+        changed, every_address = 0, "full reconcile" if window.full else None
+        if every_address is None and _changes_at_least(conn, params | {"cap": cap + 1}) > cap:
+            every_address = f"more than {cap:,} users and contacts changed"
+        if every_address is None:
+            changed = PLAN_SQL.run(conn, params, only=SCOPE_STEPS)["emails_changed_since_last_run"]
+            if changed > cap:
+                every_address = f"more than {cap:,} addresses changed"
+        else:
+            PLAN_SQL.run(conn, params, only=("emails_to_plan",))  # the plan's steps name the list, empty here
+        PLAN_SQL.run(conn, params | {"full": every_address is not None},
+                     skip=(*SCOPE_STEPS, "changes_since_last_run_at_least"))
         run_sql(conn, "contacts/mark_links_other_rules_need.sql")
         counts = contact_plan_counts(conn)
         samples = contact_plan_samples(conn)
@@ -80,8 +91,13 @@ def contact_links_plan(context: dg.AssetExecutionContext, web: WebDatabase,
         counts, watch.seconds, **samples, mode="full" if window.full else "changed_since",
         since_seq=dg.MetadataValue.int(window.since),
         addresses_changed=dg.MetadataValue.int(changed),
-        planned="every address" if plan_all else "the addresses that changed",
+        planned=f"every address ({every_address})" if every_address else "the addresses that changed",
     ))
+
+
+def _changes_at_least(conn: Connection, params: dict[str, Any]) -> int:
+    """Users and contacts changed since the last good run, counted up to params["cap"]."""
+    return int(PLAN_SQL.execute(conn, "changes_since_last_run_at_least", params).scalar_one())
 
 
 def _users_estimate(conn: Connection) -> int:

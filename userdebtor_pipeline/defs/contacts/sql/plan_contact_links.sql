@@ -13,6 +13,12 @@ TRUNCATE userdebtor.plan_contact_user_create, userdebtor.plan_contact_link_add,
 SELECT set_config('random_page_cost', CASE WHEN CAST(:full AS boolean) THEN current_setting('random_page_cost')
                                            ELSE '1.1' END, true)
 
+-- step: changes_since_last_run_at_least
+-- How many users and contacts changed since the last good run, counted no further than the cap: past it, every
+-- address is planned and the list of addresses is not made (it alone would cost more than the plan).
+SELECT (SELECT count(*) FROM (SELECT 1 FROM userdebtor.web_user WHERE change_seq > :since LIMIT :cap) u)
+     + (SELECT count(*) FROM (SELECT 1 FROM userdebtor.erp_contact WHERE change_seq > :since LIMIT :cap) c)
+
 -- step: emails_to_plan
 CREATE TEMP TABLE _email_to_plan (email_key text PRIMARY KEY) ON COMMIT DROP
 
