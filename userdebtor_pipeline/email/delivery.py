@@ -92,9 +92,8 @@ WITH recoverable AS (
 SELECT count(*) FROM recovered
 """
 )
-# Where the outbox may still hold an email waiting: every email below it was sent, failed or is held (and a
-# release moves it down again). Each call reads from there and moves it up, so its reads follow what is new,
-# not every email of past years; `from_start` (the full reconcile) reads the outbox from its first row.
+# Every email below this floor was sent, failed or is held (a release moves it down): each call reads from it and
+# moves it up, not through every email of past years; `from_start` (the full reconcile) reads from the first row.
 _FLOOR_SQL = sa.text("SELECT coalesce(max(seq), 0) FROM userdebtor.watermark WHERE name = 'email_outbox'")
 # The first email still queued, or queued within the hour (a transaction that queued it may not have committed
 # when this call read), becomes the floor; with none, the row after the newest.
