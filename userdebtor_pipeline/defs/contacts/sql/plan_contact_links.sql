@@ -1,7 +1,7 @@
 -- Plans M1 and M2: the web users and user_customer links the ERP's contacts call for, and the links they no longer need.
 -- A changed-since run plans only the addresses whose links may have changed since the last good run (see
 -- emails_to_plan); a full reconcile plans every address. Everything here is set-based; the temp tables live for
--- the plan's transaction. Parameters: full, since, email_pattern, cash_account_code, batch_size.
+-- the plan's transaction. Parameters: full, since, cap, email_pattern, cash_account_code, batch_size.
 
 -- step: clear_previous_plan
 TRUNCATE userdebtor.plan_contact_user_create, userdebtor.plan_contact_link_add,
