@@ -107,7 +107,7 @@ SELECT 'email_outbox',
                 (SELECT max(o.email_id) + 1 FROM web.email_outbox o WHERE o.email_id >= :floor),
                 :floor),
        now()
-ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, updated_at = now()
+ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, updated_at = now() WHERE watermark.seq <> excluded.seq
 """
 )
 # One batch, in email_id order, locked until its marks commit; an email already accepted is never offered.

@@ -217,7 +217,7 @@ WITH released AS (
     -- delivery reads the outbox from its floor (delivery.py): a released email may lie below it
     UPDATE userdebtor.watermark AS w
        SET seq = least(w.seq, (SELECT min(email_id) FROM released)), updated_at = now()
-     WHERE w.name = 'email_outbox'
+     WHERE w.name = 'email_outbox' AND EXISTS (SELECT 1 FROM released)
 ), unheld AS (
     DELETE FROM userdebtor.email_hold AS h
      USING released AS r
