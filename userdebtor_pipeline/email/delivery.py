@@ -29,23 +29,20 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
-from email.message import Message
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from userdebtor_pipeline.email.letters import Letter, build_message, letter_of, message_id
 from userdebtor_pipeline.email.transports import (
     EMAIL_ERRORS,
-    Letter,
     MaildirTransport,
     Outcome,
     SmtpTransport,
     Transport,
     TransportDown,
-    build_message,
-    message_id,
 )
 
 if TYPE_CHECKING:
@@ -217,11 +214,9 @@ class _Delivery:
         outcomes: list[Outcome] = []
         for row in rows:
             try:
-                message = build_message(row, self.from_address)
+                letters.append(letter_of(row, self.from_address))
             except EMAIL_ERRORS as exc:
-                outcomes.append(Outcome(Letter(row.email_id, row.template, row.dedupe_key, Message()), error=exc))
-                continue
-            letters.append(Letter(row.email_id, row.template, row.dedupe_key, message))
+                outcomes.append(Outcome(Letter(row.email_id, row.template, row.dedupe_key), error=exc))
 
         down: TransportDown | None = None
         try:
@@ -276,7 +271,7 @@ class _Delivery:
         with self.engine.connect() as conn, conn.begin():
             rows = self.claim(conn, batch_size=1)
             if rows:
-                letter = Letter(rows[0].email_id, rows[0].template, rows[0].dedupe_key, Message())
+                letter = Letter(rows[0].email_id, rows[0].template, rows[0].dedupe_key)
                 error.letter = letter
                 self._record(conn, [Outcome(letter, error=error)], error)
             else:

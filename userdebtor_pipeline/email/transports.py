@@ -11,35 +11,23 @@ import ctypes.util
 import email.errors
 import email.utils
 import hashlib
-import io
 import os
 import re
 import smtplib
+import socket
 import ssl
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from email.generator import BytesGenerator
-from email.message import EmailMessage, Message
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
 from pathlib import Path
 from threading import Event
 from typing import Any, Protocol
+
+from userdebtor_pipeline.email.letters import Letter
 
 SMTP_TIMEOUT_SECONDS = 30
 # Errors that belong to one email (a refused recipient, a header that cannot be written); anything else
 # is a bug and propagates, leaving the email queued and untouched.
 EMAIL_ERRORS = (smtplib.SMTPException, ValueError, UnicodeError, email.errors.MessageError)
-
-
-@dataclass(frozen=True)
-class Letter:
-    """One outbox row as it goes out: its id, template (for logs) and the MIME message."""
-
-    email_id: int
-    template: str
-    dedupe_key: str
-    message: Message
 
 
 @dataclass(frozen=True)
@@ -72,43 +60,6 @@ class Transport(Protocol):
     def flush(self) -> None: ...
 
     def close(self) -> None: ...
-
-
-def message_id(dedupe_key: str, from_address: str) -> str:
-    """The same Message-ID for every delivery of one event, so a resend is recognisable."""
-    digest = hashlib.sha256(dedupe_key.encode("utf-8")).hexdigest()[:32]
-    _, address = email.utils.parseaddr(from_address)
-    domain = address.rpartition("@")[2] or "localhost"
-    return f"<{digest}.userdebtor@{domain}>"
-
-
-def build_message(row: Any, from_address: str) -> Message:
-    """The MIME message of one outbox row: plain text, with the HTML as an alternative when there is one.
-
-    Headers of plain ASCII (nearly every email) take the compat32 builder, several times cheaper than the
-    modern header registry, which parses every header it is given; anything else takes the modern one,
-    which encodes international names and addresses properly.
-    """
-    headers = {
-        "From": from_address,
-        "To": row.to_address,
-        "Subject": row.subject,
-        "Date": email.utils.formatdate(localtime=True),
-        "Message-ID": message_id(row.dedupe_key, from_address),
-        "X-Userdebtor-Template": row.template,
-    }
-    if all(value.isascii() and "\n" not in value and "\r" not in value for value in headers.values()):
-        message: Message = MIMEText(row.body_text, "plain", "utf-8")
-        if row.body_html:
-            message = MIMEMultipart("alternative", _subparts=[message, MIMEText(row.body_html, "html", "utf-8")])
-    else:
-        message = EmailMessage()
-        message.set_content(row.body_text)
-        if row.body_html:
-            message.add_alternative(row.body_html, subtype="html")
-    for name, value in headers.items():
-        message[name] = value
-    return message
 
 
 def maildir_name(email_id: int, dedupe_key: str) -> str:
@@ -192,7 +143,7 @@ class MaildirTransport:
         # Written whole under tmp/, then linked into new/: a reader never sees half a file, and the link fails
         # if another deliverer won the race.
         temporary = self._mail_dir / "tmp" / f"{name}.{os.getpid()}"
-        temporary.write_bytes(letter.message.as_bytes())
+        temporary.write_bytes(letter.file_content)
         try:
             os.link(temporary, final)
             self._written.append(final)
@@ -218,19 +169,6 @@ class MaildirTransport:
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 _ACCEPTED_RCPT = (250, 251)
-
-
-def _flattened(message: Message) -> bytes:
-    """The message as smtplib.send_message puts it on the wire: CRLF line ends."""
-    with io.BytesIO() as out:
-        BytesGenerator(out, policy=message.policy.clone(linesep="\r\n")).flatten(message, linesep="\r\n")
-        return out.getvalue()
-
-
-def _envelope(message: Message) -> tuple[str, list[str]]:
-    sender = email.utils.getaddresses([str(message["From"])])[0][1]
-    recipients = [address for _, address in email.utils.getaddresses([str(v) for v in message.get_all("To", [])])]
-    return sender, recipients
 
 
 class SmtpTransport:
@@ -266,6 +204,9 @@ class SmtpTransport:
         except (OSError, smtplib.SMTPException) as exc:
             _quietly_close(smtp)
             raise TransportDown(exc) from exc
+        # Pipelined commands get their replies in several small packets: without this, each waits on the
+        # kernel's delayed acknowledgement (4.6 ms a message to a local server instead of 0.5 ms).
+        smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._smtp, self._pipelining = smtp, smtp.has_extn("pipelining")
 
     def deliver(self, letters: Sequence[Letter], accepted: Accepted, stop: Event) -> Iterator[Outcome]:
@@ -279,7 +220,7 @@ class SmtpTransport:
                 raise
             assert self._smtp is not None
             try:
-                note = self._send(self._smtp, letter.message)
+                note = self._send(self._smtp, letter)
             except (smtplib.SMTPServerDisconnected, OSError) as exc:
                 if isinstance(exc, EMAIL_ERRORS) and not isinstance(exc, smtplib.SMTPServerDisconnected):
                     yield Outcome(letter, error=exc)  # this email refused (SMTPException is an OSError too)
@@ -293,12 +234,13 @@ class SmtpTransport:
             accepted(letter, note)
             yield Outcome(letter, note=note)
 
-    def _send(self, smtp: smtplib.SMTP, message: Message) -> str | None:
-        sender, recipients = _envelope(message)
-        if not self._pipelining or not (sender + "".join(recipients)).isascii():
-            refused: dict[str, Any] = smtp.send_message(message)
+    def _send(self, smtp: smtplib.SMTP, letter: Letter) -> str | None:
+        if letter.message is not None:  # an envelope that is not ASCII: smtplib negotiates SMTPUTF8
+            refused: dict[str, Any] = smtp.send_message(letter.message)
+        elif self._pipelining:
+            refused = _pipelined(smtp, letter.sender, list(letter.recipients), letter.content)
         else:
-            refused = _pipelined(smtp, sender, recipients, _flattened(message))
+            refused = smtp.sendmail(letter.sender, list(letter.recipients), letter.content)
         if refused:
             # Accepted for some recipients: sent, with the refused ones noted for a person.
             return f"refused recipients: {', '.join(sorted(refused))}"
