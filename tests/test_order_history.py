@@ -261,3 +261,24 @@ def test_o1_dry_run_writes_nothing(env):
 
     assert history(env.web) == {}
     assert outcome.materializations["order_history_synced"]["would_add"] == 3
+
+
+def test_o1_the_next_run_does_not_look_again_at_what_the_loads_before_the_plan_wrote(env):
+    """O1 at scale: the user, link and customer row U2 and M3 made in the first run were seen by that run's order
+    plan, which planned after them; the next run's plan starts from that plan's own mark and looks at no order,
+    where it used to look again at the account's. An order changed after the mark is looked at."""
+    add_template(env.erp)
+    add_debtor(env.erp, "WEB_000001", "linked@acme.test", name="Linked Customer")
+    add_order(env.erp, "SO10", "WEB_000001")
+    first = sync()  # U2 makes the user, the link and the web customer; the order plan sees them
+    assert first.materializations["order_history_plan"]["orders_to_add"] == 1
+
+    again = sync()
+
+    plan = again.materializations["order_history_plan"]
+    assert plan["since_seq"] > again.materializations["change_window"]["since_seq"]  # its own mark
+    assert plan["orders_looked_at"] == 0
+    erp_order_change(env.erp, "SO10", so_order_total="99.00")
+    changed = sync().materializations["order_history_plan"]
+    assert (changed["orders_looked_at"], changed["orders_to_update"]) == (1, 1)
+    assert str(history(env.web)["SO10"]["total"]) == "99.00"

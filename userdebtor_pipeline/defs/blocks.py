@@ -81,7 +81,7 @@ def sql_plan(
         config = settings.get()
         enabled = switched_on(config, switch)
         with web.engine.begin() as conn:
-            window = change_window(conn, context.run_id)
+            window = change_window(conn, context.run_id, name if enabled else None)
             bound = {"run_id": context.run_id, "since": window.since}
             if enabled:
                 bound |= params(PlanRun(context.run_id, config, window, run_options.dry_run))

@@ -42,7 +42,31 @@ class ChangeWindow:
     dry_run: bool
 
 
-def change_window(conn: Connection, run_id: str) -> ChangeWindow:
+# A plan's mark: the newest change_seq when it planned; a good run's marks become the plans' own watermarks.
+_MARK_SQL = sa.text(
+    "UPDATE userdebtor.sync_run SET summary = summary || jsonb_build_object('marks',"
+    " coalesce(summary->'marks', '{}'::jsonb) || jsonb_build_object(CAST(:plan AS text),"
+    " (SELECT last_value FROM userdebtor.change_seq)))"
+    " WHERE run_id = :r RETURNING (summary->'marks'->>CAST(:plan AS text))::bigint"
+)
+_PLAN_WATERMARK_SQL = sa.text("SELECT seq FROM userdebtor.watermark WHERE name = 'plan:' || CAST(:plan AS text)")
+# The marks of a run whose loads all went through (sync_run_completed): each plan's next window starts there.
+MOVE_PLAN_WATERMARKS_SQL = sa.text(
+    "INSERT INTO userdebtor.watermark (name, seq, updated_at)"
+    " SELECT 'plan:' || m.key, m.value::bigint, now() FROM userdebtor.sync_run r,"
+    " jsonb_each_text(coalesce(r.summary->'marks', '{}'::jsonb)) m WHERE r.run_id = :r"
+    " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, updated_at = now()"
+)
+
+
+def change_window(conn: Connection, run_id: str, plan: str | None = None) -> ChangeWindow:
+    """The run's change window; with `plan`, that plan's own, and its mark taken now.
+
+    A plan's window starts at its mark of the last good run rather than at the run's start: a run's steps go one
+    at a time (in-process executor), so every change numbered up to the mark was committed and seen when the plan
+    read. What a load wrote before a plan (in the run after a first load: every user, debtor and link made) is
+    not looked at again by that plan; what was written after it is. Call it after anything the plan restages.
+    """
     row = conn.execute(
         sa.text(
             "SELECT mode, dry_run, coalesce((summary->>'since')::bigint, 0), coalesce(plan_seq, 0)"
@@ -53,7 +77,13 @@ def change_window(conn: Connection, run_id: str) -> ChangeWindow:
     if row is None:
         raise RuntimeError(f"run {run_id} has no change window: the sync_run_started asset did not run")
     mode, dry_run, since, upto = row
-    return ChangeWindow(run_id=run_id, since=int(since), upto=int(upto), full=mode == "full", dry_run=dry_run)
+    full = mode == "full"
+    if plan is not None:
+        conn.execute(_MARK_SQL, {"plan": plan, "r": run_id})
+        own = conn.execute(_PLAN_WATERMARK_SQL, {"plan": plan}).scalar()
+        if not full and own is not None:
+            since = max(int(since), int(own))
+    return ChangeWindow(run_id=run_id, since=int(since), upto=int(upto), full=full, dry_run=dry_run)
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], limit: int = 20) -> str:

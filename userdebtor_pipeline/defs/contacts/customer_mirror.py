@@ -65,7 +65,7 @@ def customer_mirror_plan(context: dg.AssetExecutionContext, erp: ErpDatabase, we
     watch = Stopwatch()
     with web.engine.begin() as conn:
         restaged = stage_what_the_loads_wrote(conn, erp.engine, settings, context.run_id)
-        window = change_window(conn, context.run_id)
+        window = change_window(conn, context.run_id, "customer_mirror_plan")
         PLAN_SQL.run(conn, {"full": window.full, "since": window.since})
         counts = customer_plan_counts(conn)
         plan_sample = customer_plan_sample(conn)

@@ -64,7 +64,7 @@ def contact_links_plan(context: dg.AssetExecutionContext, web: WebDatabase,
     watch = Stopwatch()
     config = settings.get()
     with web.engine.begin() as conn:
-        window = change_window(conn, context.run_id)
+        window = change_window(conn, context.run_id, "contact_links_plan")
         params = {
             "full": window.full,
             "since": window.since,

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 import dagster as dg
 import sqlalchemy as sa
 
-from userdebtor_pipeline.defs.common import Stopwatch
+from userdebtor_pipeline.defs.common import MOVE_PLAN_WATERMARKS_SQL, Stopwatch
 from userdebtor_pipeline.defs.resources import RunOptions, SyncSettings, WebDatabase
 from userdebtor_pipeline.email import deliver_with_settings, release_held_emails
 from userdebtor_pipeline.paths import mail_dir
@@ -74,6 +74,7 @@ def build_notify_assets(loads: Sequence[dg.AssetKey], holds: Sequence[dg.AssetKe
                     ),
                     {"s": upto},
                 )
+                conn.execute(MOVE_PLAN_WATERMARKS_SQL, {"r": context.run_id})
             conn.execute(
                 sa.text("UPDATE userdebtor.sync_run SET finished_at = now(), outcome = 'succeeded' WHERE run_id = :r"),
                 {"r": context.run_id},

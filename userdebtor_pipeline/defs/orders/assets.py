@@ -78,7 +78,7 @@ def order_history_plan(context: dg.AssetExecutionContext, erp: ErpDatabase, web:
     digest = _settings_digest(config)
     with web.engine.begin() as conn:
         stage_what_the_loads_wrote(conn, erp.engine, settings, context.run_id)
-        window = change_window(conn, context.run_id)
+        window = change_window(conn, context.run_id, "order_history_plan")
         previous_cutoff, previous_digest = read_watermark(conn, WATERMARK)
         # New archive or status settings (or a history never made) change every order's verdict.
         full = window.full or previous_digest != digest
