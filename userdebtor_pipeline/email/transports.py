@@ -205,7 +205,7 @@ class SmtpTransport:
             _quietly_close(smtp)
             raise TransportDown(exc) from exc
         # Pipelined commands get their replies in several small packets: without this, each waits on the
-        # kernel's delayed acknowledgement (4.6 ms a message to a local server instead of 0.5 ms).
+        # kernel's delayed acknowledgement (four workers sent 866 emails/s to a local server instead of 1,956).
         smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._smtp, self._pipelining = smtp, smtp.has_extn("pipelining")
 
