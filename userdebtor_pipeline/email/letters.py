@@ -1,10 +1,10 @@
 """What one outbox row becomes on its way out (rule E1): a Letter with its envelope and the message's bytes.
 
 Nearly every email is plain ASCII headers with a text body and an HTML alternative. Its bytes are written
-here directly: the standard library's builder and generator cost about 0.6 ms of CPU an email, which held
-delivery under 1,000 emails/s on two cores. Anything else (a non-ASCII name or address, a header too long
-for one line) takes the standard library, which encodes and folds it properly. The two give the same
-message: a test parses both and compares them.
+here directly: with the standard library's builder and generator, delivery took 1.0 ms of CPU an email, which
+held it under 1,000 emails/s on two cores; written directly, 0.25 ms. Anything else (a non-ASCII name or
+address, a header too long for one line) takes the standard library, which encodes and folds it properly.
+The two give the same message: a test parses both and compares them.
 """
 
 from __future__ import annotations
