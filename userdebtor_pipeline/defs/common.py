@@ -47,7 +47,7 @@ _MARK_SQL = sa.text(
     "UPDATE userdebtor.sync_run SET summary = summary || jsonb_build_object('marks',"
     " coalesce(summary->'marks', '{}'::jsonb) || jsonb_build_object(CAST(:plan AS text),"
     " (SELECT last_value FROM userdebtor.change_seq)))"
-    " WHERE run_id = :r RETURNING (summary->'marks'->>CAST(:plan AS text))::bigint"
+    " WHERE run_id = :r"
 )
 _PLAN_WATERMARK_SQL = sa.text("SELECT seq FROM userdebtor.watermark WHERE name = 'plan:' || CAST(:plan AS text)")
 # The marks of a run whose loads all went through (sync_run_completed): each plan's next window starts there.
