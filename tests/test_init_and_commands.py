@@ -150,3 +150,10 @@ def test_the_embedded_server_gets_its_settings_for_bulk_work(pg_urls):
         kept = dict(conn.execute("SELECT name, setting FROM pg_file_settings WHERE sourcefile LIKE"
                                  " '%%postgresql.auto.conf' AND applied").fetchall())
     assert set(EMBEDDED_SETTINGS) <= set(kept)
+
+
+def test_an_embedded_server_that_refuses_the_settings_is_said_in_the_log(caplog):
+    """A server that cannot be tuned works on at its defaults: a warning, never a failed command."""
+    with caplog.at_level("WARNING", logger="userdebtor_pipeline.db"):
+        tune_embedded_server("postgresql://postgres@/postgres?host=/nonexistent-socket-dir")
+    assert "keeps its default WAL settings" in caplog.text

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import URL, Engine, make_url
@@ -65,8 +66,6 @@ EMBEDDED_SETTINGS = {"max_wal_size": "8GB", "checkpoint_timeout": "15min"}
 def tune_embedded_server(uri: str) -> None:
     """Give the embedded server EMBEDDED_SETTINGS (kept by ALTER SYSTEM in its data folder), once. A server that
     refuses works on at its defaults, only slower under bulk work: said in the log, not raised."""
-    import psycopg
-
     try:
         with psycopg.connect(uri, autocommit=True) as conn:
             current = dict(conn.execute(
