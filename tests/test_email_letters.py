@@ -67,3 +67,14 @@ def test_e1_headers_that_need_encoding_or_folding_take_the_standard_library(valu
 def test_e1_an_international_address_keeps_the_message_for_smtputf8() -> None:
     letter = letter_of(_row(to_address="jürgen@exämple.com"), FROM)
     assert letter.message is not None and letter.recipients == ("jürgen@exämple.com",)
+
+
+@pytest.mark.parametrize("values", [
+    {"to_address": "ann@example.com\r\nBcc: thief@example.com"},
+    {"subject": "Welcome\nBcc: thief@example.com"},
+])
+def test_e1_a_line_break_in_an_address_or_subject_never_adds_a_header(values: dict[str, str]) -> None:
+    """A typed address or a rendered subject with a line break is refused (the email fails on its own), never
+    written as a header of its own: the direct path leaves it to the standard library, which refuses it."""
+    with pytest.raises(ValueError, match="linefeed or carriage return"):
+        letter_of(_row(**values), FROM)
