@@ -22,6 +22,10 @@ from sqlalchemy.engine import Engine
 
 MB = 1024 * 1024
 SAMPLE_SECONDS = 0.2
+# RSS is read from /proc/<pid>/statm, which costs next to nothing; PSS needs the kernel to walk each process's
+# page tables (smaps_rollup, about 12 ms of CPU a sample at a million rows), so it is read every this many samples:
+# a sampler that took a tenth of a core would slow the stages it measures.
+PSS_EVERY = 10
 
 @dataclass
 class MemoryPeaks:
@@ -70,7 +74,8 @@ class MemoryPeaks:
 
 
 class MemorySampler(threading.Thread):
-    """Samples RSS of this process and of each PostgreSQL server (postmaster and children) every 0.2 s."""
+    """Samples RSS of this process and of each PostgreSQL server (postmaster and children) every 0.2 s, and the
+    server's PSS every PSS_EVERY samples."""
 
     def __init__(self, postmaster_pids: list[int], interval: float = SAMPLE_SECONDS) -> None:
         super().__init__(name="bench-memory-sampler", daemon=True)
@@ -80,11 +85,15 @@ class MemorySampler(threading.Thread):
         self._stop_event = threading.Event()
         self._lock = threading.Lock()
         self._peaks = MemoryPeaks()
+        self._count = 0
+        self._last_pss = 0
 
-    def sample(self) -> None:
+    def sample(self, *, pss: bool = False) -> None:
         python_rss = self._me.memory_info().rss
         pg_rss = pg_pss = largest = 0
         seen = 0
+        self._count += 1
+        pss = pss or self._count % PSS_EVERY == 1
         for postmaster in self._postmasters:
             try:
                 processes = [postmaster, *postmaster.children(recursive=True)]
@@ -92,13 +101,17 @@ class MemorySampler(threading.Thread):
                 continue
             for process in processes:
                 try:
-                    info = process.memory_full_info()
+                    info = process.memory_full_info() if pss else process.memory_info()
                 except psutil.Error:  # a backend that ended meanwhile
                     continue
                 pg_rss += info.rss
                 largest = max(largest, info.rss)
                 pg_pss += getattr(info, "pss", info.rss)
                 seen += 1
+        if pss:
+            self._last_pss = pg_pss
+        else:  # between reads of PSS, the last one stands (the summed RSS would overstate it)
+            pg_pss = self._last_pss
         with self._lock:
             peaks = self._peaks
             peaks.python_rss = max(peaks.python_rss, python_rss)
@@ -124,10 +137,10 @@ class MemorySampler(threading.Thread):
         """Peaks of one stage: reset at its start, sampled once more at its end (short stages count too)."""
         with self._lock:
             self._peaks = MemoryPeaks()
-        self.sample()
+        self.sample(pss=True)
         peaks = self._peaks
         yield peaks
-        self.sample()
+        self.sample(pss=True)
 
 
 def postmaster_pids(engines: list[Engine]) -> list[int]:
