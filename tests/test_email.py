@@ -23,12 +23,14 @@ from tests.smtp import PipeliningRecorder, Recorder, Refuser, free_port, serving
 from userdebtor_pipeline.email import (
     TEMPLATES,
     EmailTemplateError,
+    OutgoingEmail,
     deliver_outbox,
     hash_token,
     issue_token,
     message_id,
     new_token,
     queue_email,
+    queue_emails,
     queue_warning,
     release_held_emails,
     render_email,
@@ -230,6 +232,24 @@ def test_the_same_event_queues_one_email(engines: Any) -> None:
     with engines.web.connect() as conn:
         rows = conn.execute(sa.text("SELECT status, template, to_address FROM web.email_outbox")).all()
     assert [tuple(r) for r in rows] == [("queued", "user_debtor_new_user", "ann@example.com")]
+
+
+def test_e1_a_queued_email_holds_every_character_as_rendered(engines: Any) -> None:
+    """Rendered emails go to the outbox as binary text arrays: quotes, backslashes, braces, commas, non-ASCII and
+    a literal "NULL" arrive as they were, in order, each in its own row."""
+    awkward = ['O\'Brien "Jo", {Ltd}', "back\\slash, comma", "Zoë Ünal 東京", "NULL"]
+    emails = [OutgoingEmail(to_address=f"p{i}@example.com", context={"name": name}, dedupe_key=f"pending:{i}")
+              for i, name in enumerate(awkward)]
+    with engines.web.begin() as conn:
+        ids = queue_emails(conn, template="registration_pending_approval", emails=emails, templates_dir=None)
+    assert list(ids) == [f"pending:{i}" for i in range(len(awkward))]
+    with engines.web.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT to_address, subject, body_text, body_html FROM web.email_outbox ORDER BY email_id")).all()
+    for email, row in zip(emails, rows, strict=True):
+        rendered = render_email("registration_pending_approval", email.context)
+        assert tuple(row) == (email.to_address, rendered.subject, rendered.body_text, rendered.body_html)
+    assert all(name in row.body_text for name, row in zip(awkward, rows, strict=True))
 
 
 def test_email_rolls_back_with_the_change_that_caused_it(engines: Any) -> None:

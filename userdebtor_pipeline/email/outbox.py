@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from userdebtor_pipeline.db import TextArray
 from userdebtor_pipeline.email.render import EmailRenderer
 
 if TYPE_CHECKING:
@@ -155,13 +156,13 @@ def queue_emails(
         _QUEUE_SQL,
         {
             "template": template,
-            "to_address": [e.to_address.strip() for e in emails],
-            "subject": [r.subject for r in rendered],
-            "body_text": [r.body_text for r in rendered],
-            "body_html": [r.body_html for r in rendered],
-            "dedupe_key": [e.dedupe_key for e in emails],
-            "status": [e.status for e in emails],
-            "hold_key": [e.dedupe_key for e in holds],
+            "to_address": TextArray(e.to_address.strip() for e in emails),
+            "subject": TextArray(r.subject for r in rendered),
+            "body_text": TextArray(r.body_text for r in rendered),
+            "body_html": TextArray(r.body_html for r in rendered),
+            "dedupe_key": TextArray(e.dedupe_key for e in emails),
+            "status": TextArray(e.status for e in emails),
+            "hold_key": TextArray(e.dedupe_key for e in holds),
             "hold_user": [e.hold_for_user_id for e in holds],
         },
     ).all()
