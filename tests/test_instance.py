@@ -14,6 +14,7 @@ from userdebtor_pipeline import definitions  # noqa: F401
 from userdebtor_pipeline.defs.jobs import SYNC_JOB_NAME
 from userdebtor_pipeline.defs.retailer import DEFAULT_RETAILER, RETAILER_ENV, RETAILER_TAG, retailer_name
 from userdebtor_pipeline.instance import INSTANCE_YAML, dagster_home, open_instance
+from userdebtor_pipeline.instance_storage import OPEN_FILES, EventLogKeepingFilesOpen
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -36,6 +37,39 @@ def test_dagster_home_defaults_to_userdebtor_home_with_the_projects_instance_yam
     # The installation's own dagster.yaml (say, on PostgreSQL) is never overwritten.
     (home / INSTANCE_YAML).write_text("telemetry:\n  enabled: false\n")
     assert (dagster_home() / INSTANCE_YAML).read_text() == "telemetry:\n  enabled: false\n"
+
+
+def test_event_log_files_stay_open_and_dagsters_own_storage_reads_them(monkeypatch, tmp_path) -> None:
+    """The instance keeps each event log file open (a bounded few at once); what it writes is Dagster's own
+    SQLite storage, read back by Dagster's stock classes as if they had written it, and wiped as theirs."""
+    home = tmp_path / "dagster"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+
+    @dg.asset
+    def probe() -> int:
+        return 1
+
+    with open_instance() as instance:
+        storage = instance.event_log_storage
+        assert isinstance(storage, EventLogKeepingFilesOpen)
+        runs = [dg.materialize([probe], instance=instance).run_id for _ in range(OPEN_FILES + 2)]
+        assert 0 < len(storage._open) <= OPEN_FILES
+        written = {run_id: len(instance.all_logs(run_id)) for run_id in runs}
+
+    stock_config = tmp_path / "stock"
+    stock_config.mkdir()
+    (stock_config / INSTANCE_YAML).write_text(f"storage:\n  sqlite:\n    base_dir: {home}\n")
+    with dg.DagsterInstance.from_config(str(stock_config)) as stock:
+        assert type(stock.event_log_storage).__name__ == "SqliteEventLogStorage"
+        assert {run_id: len(stock.all_logs(run_id)) for run_id in runs} == written
+        assert all(count > 5 for count in written.values())
+        latest = stock.get_latest_materialization_event(dg.AssetKey("probe"))
+        assert latest is not None and latest.run_id == runs[-1]
+
+    with open_instance() as instance:
+        instance.wipe()
+        assert instance.get_latest_materialization_event(dg.AssetKey("probe")) is None
+        assert not list((home / "history" / "runs").glob(f"{runs[0]}.db"))
 
 
 def test_the_ui_finds_no_dagster_yaml_to_ignore() -> None:
