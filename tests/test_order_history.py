@@ -6,8 +6,9 @@ with is_debtor_customer (as M3 or an I1 approval would leave it), so each test s
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -15,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from tests.support import add_debtor, add_order, add_template, add_user, one, rows, write_settings
 from tests.support import synced_clean as sync
+from userdebtor_pipeline.defs.orders.assets import archive_cutoff
 
 pytestmark = pytest.mark.slow
 
@@ -133,13 +135,12 @@ def test_o1_order_that_ages_past_archive_days_leaves(env):
     shop(env)
     sync()
     cutoff = one(env.web, "SELECT value FROM userdebtor.watermark WHERE name = 'order_history'")
-    # SO1 was dated just inside the archive window of that run: by the next run, time has moved it out.
-    with env.erp.begin() as conn:
-        conn.execute(sa.text("UPDATE erp.sales_order SET so_order_date = :d WHERE so_order_no = 'SO1'"),
-                     {"d": cutoff + timedelta(milliseconds=1)})
-    with env.web.begin() as conn:  # the staged copy as it stands (the date is not a change the ERP stamps)
-        conn.execute(sa.text("UPDATE userdebtor.erp_sales_order SET so_order_date = :d WHERE so_order_no = 'SO1'"),
-                     {"d": cutoff + timedelta(milliseconds=1)})
+    # SO1 was dated inside the archive window of yesterday's run: by today's, the day has moved it out.
+    yesterday = cutoff - timedelta(days=1)
+    with env.web.begin() as conn:
+        conn.execute(sa.text("UPDATE userdebtor.watermark SET value = :d WHERE name = 'order_history'"),
+                     {"d": yesterday})
+    _date_order(env, "SO1", cutoff - timedelta(hours=12))
 
     sync()
     assert "SO1" not in history(env.web)
@@ -147,6 +148,42 @@ def test_o1_order_that_ages_past_archive_days_leaves(env):
     write_settings(env.settings_path, order_history={"archive_days": 5})
     sync()
     assert history(env.web) == {}
+
+
+def test_o1_orders_age_out_at_midnight_so_the_runs_of_a_day_remove_none_by_age(env):
+    """O1 and A3: the archive cut-off is the start of the day archive_days ago, so a run later the same day finds no
+    order leaving by age alone and writes nothing; an order dated a millisecond inside the window stays."""
+    shop(env)
+    sync()
+    cutoff = one(env.web, "SELECT value FROM userdebtor.watermark WHERE name = 'order_history'")
+    assert (cutoff.hour, cutoff.minute, cutoff.second, cutoff.microsecond) == (0, 0, 0, 0)
+    _date_order(env, "SO1", cutoff + timedelta(milliseconds=1))
+    before = dict(history(env.web))
+
+    outcome = sync()
+    assert "SO1" in history(env.web) and history(env.web) == before
+    assert outcome.materializations["order_history_synced"]["orders_removed"] == 0
+
+
+@pytest.mark.parametrize(("now", "days", "expected"), [
+    (datetime(2026, 12, 3, 23, 59, tzinfo=ZoneInfo("UTC")), 365, datetime(2025, 12, 3, tzinfo=ZoneInfo("UTC"))),
+    # Sydney: midnight there, across the change to daylight saving (UTC+10 in July, UTC+11 in December)
+    (datetime(2026, 12, 3, 0, 30, tzinfo=ZoneInfo("Australia/Sydney")), 150,
+     datetime(2026, 7, 6, tzinfo=ZoneInfo("Australia/Sydney"))),
+])
+def test_o1_archive_cutoff_is_the_start_of_the_day_in_the_schedules_time_zone(now, days, expected):
+    cutoff = archive_cutoff(now, days)
+    assert cutoff == expected and cutoff.utcoffset() == expected.utcoffset()
+
+
+def _date_order(env, order_no: str, when: datetime) -> None:
+    """An order's date changed in the ERP and in the staged copy as it stands (not a change the ERP stamps)."""
+    with env.erp.begin() as conn:
+        conn.execute(sa.text("UPDATE erp.sales_order SET so_order_date = :d WHERE so_order_no = :o"),
+                     {"d": when, "o": order_no})
+    with env.web.begin() as conn:
+        conn.execute(sa.text("UPDATE userdebtor.erp_sales_order SET so_order_date = :d WHERE so_order_no = :o"),
+                     {"d": when, "o": order_no})
 
 
 def test_o1_account_no_longer_integrated_takes_its_orders_away(env):

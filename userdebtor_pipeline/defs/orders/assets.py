@@ -8,8 +8,9 @@ against web.order_history; a full reconcile looks at everything and also takes a
 """
 
 import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import sqlalchemy as sa
@@ -57,8 +58,16 @@ _ACCOUNT_SAMPLE = (
 def _settings_digest(settings: Settings) -> str:
     """What the whole history depends on: when it changes, the next run reconciles every order."""
     history, instant = settings.order_history, settings.instant_accounts
-    text = "\x00".join([str(history.archive_days), *sorted(history.hidden_statuses), "|", instant.cash_account_code])
+    text = "\x00".join([str(history.archive_days), *sorted(history.hidden_statuses), "|", instant.cash_account_code,
+                        "|", settings.schedule.timezone])  # the day archive_days count from (archive_cutoff)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def archive_cutoff(now: datetime, archive_days: int) -> datetime:
+    """O1: the oldest order date still shown, the start of the day `archive_days` before today (in the schedules'
+    time zone). Orders age out once a day, at midnight: the runs of a day find none leaving by age alone, so a
+    run with nothing new writes nothing."""
+    return now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=archive_days)
 
 
 @dg.asset(
@@ -82,7 +91,7 @@ def order_history_plan(context: dg.AssetExecutionContext, erp: ErpDatabase, web:
         previous_cutoff, previous_digest = read_watermark(conn, WATERMARK)
         # New archive or status settings (or a history never made) change every order's verdict.
         full = window.full or previous_digest != digest
-        cutoff = datetime.now(UTC) - timedelta(days=config.order_history.archive_days)
+        cutoff = archive_cutoff(datetime.now(ZoneInfo(config.schedule.timezone)), config.order_history.archive_days)
         params = {
             "run_id": context.run_id,
             "full_reconcile": full,
