@@ -79,11 +79,16 @@ def change_window(conn: Connection, run_id: str, plan: str | None = None) -> Cha
     mode, dry_run, since, upto = row
     full = mode == "full"
     if plan is not None:
-        conn.execute(_MARK_SQL, {"plan": plan, "r": run_id})
+        mark_plan(conn, run_id, plan)
         own = conn.execute(_PLAN_WATERMARK_SQL, {"plan": plan}).scalar()
         if not full and own is not None:
             since = max(int(since), int(own))
     return ChangeWindow(run_id=run_id, since=int(since), upto=int(upto), full=full, dry_run=dry_run)
+
+
+def mark_plan(conn: Connection, run_id: str, plan: str) -> None:
+    """Take the plan's mark now: every change numbered up to here has been looked at by the plan (change_window)."""
+    conn.execute(_MARK_SQL, {"plan": plan, "r": run_id})
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], limit: int = 20) -> str:

@@ -27,7 +27,7 @@ from userdebtor_pipeline.defs.user_debtor.plan import (
     debtors_to_create,
     field_changes,
     link_exits,
-    plan_field_changes_of_new_links,
+    plan_field_changes_after_the_loads,
     user_debtor_plan,
     users_to_create,
 )
@@ -180,7 +180,8 @@ def web_users_created(run: LoadRun) -> dict[str, Any]:
 def field_changes_applied(run: LoadRun) -> dict[str, Any]:
     config, erp, web = run.config, run.erp, run.web
     with web.engine.begin() as conn:
-        plan_field_changes_of_new_links(conn, config, run.run_id, run.options.dry_run)
+        restaged = plan_field_changes_after_the_loads(conn, erp.engine, run.context.resources.settings, run.run_id,
+                                                      run.options.dry_run)
     with web.engine.connect() as conn, erp.engine.begin() as erp_conn:
         erp_conn.exec_driver_sql(
             "CREATE TEMP TABLE _debtor_change (dr_cust_code text PRIMARY KEY, "
@@ -206,6 +207,7 @@ def field_changes_applied(run: LoadRun) -> dict[str, Any]:
         "users_updated_on_web": int(counts["users"]),
         "links_rebased": int(counts["bases"]),
         "conflicts_recorded": int(counts["conflicts_recorded"]),
+        **restaged,
         **reported,
     }
 

@@ -26,24 +26,26 @@ INSERT INTO userdebtor.plan_field_change
 WITH touched AS (
     -- A changed-since run compares the pairs of the rows that changed, found through the change_seq indexes (one OR
     -- across the three tables would join every pair: 4.7 s a run at a million pairs, against 10 ms).
-    -- With :new_links_only (A3), the pairs that U1 and U2 linked in this run, after the plan was made (:since is
-    -- then the run's own high-water mark): a matched pair's ERP values reach the web in the run that links it.
+    -- With :after_loads (A3), the pairs that changed after the plan was made (:since is then the run's own
+    -- high-water mark): those U1 and U2 linked, whose users and debtors were staged again just before, so that a
+    -- matched pair's ERP values reach the web in the run that links it and the next run need not compare it.
     SELECT cl.link_id FROM userdebtor.user_debtor_link cl WHERE cl.change_seq > :since
-       AND NOT (CAST(:new_links_only AS boolean)
-                AND EXISTS (SELECT 1 FROM userdebtor.plan_field_change p WHERE p.link_id = cl.link_id))
     UNION
     SELECT ul.link_id FROM userdebtor.web_user cu JOIN userdebtor.user_debtor_link ul ON ul.user_id = cu.user_id
-     WHERE cu.change_seq > :since AND NOT CAST(:new_links_only AS boolean)
+     WHERE cu.change_seq > :since
     UNION
     SELECT dl.link_id FROM userdebtor.erp_debtor cd JOIN userdebtor.user_debtor_link dl ON dl.dr_cust_code = cd.dr_cust_code
-     WHERE cd.change_seq > :since AND NOT CAST(:new_links_only AS boolean)
+     WHERE cd.change_seq > :since
     UNION
-    SELECT k.link_id FROM userdebtor.conflict k WHERE k.status = 'resolved' AND NOT CAST(:new_links_only AS boolean)
+    SELECT k.link_id FROM userdebtor.conflict k WHERE k.status = 'resolved' AND NOT CAST(:after_loads AS boolean)
 ), candidate AS (
-    -- A full run (since 0) compares every link, without the detour; only one branch is ever planned.
+    -- A full run (since 0) compares every link, without the detour; only one branch is ever planned. The pass after
+    -- the loads leaves the pairs the plan already holds as they were planned.
     SELECT l.* FROM userdebtor.user_debtor_link l WHERE CAST(:since AS bigint) = 0
     UNION ALL
     SELECT l.* FROM touched t JOIN userdebtor.user_debtor_link l ON l.link_id = t.link_id WHERE CAST(:since AS bigint) > 0
+       AND NOT (CAST(:after_loads AS boolean)
+                AND EXISTS (SELECT 1 FROM userdebtor.plan_field_change p WHERE p.link_id = t.link_id))
 ), pair AS (
     SELECT l.*, u.email_address, u.name, u.address1, u.address2, u.address3, u.address4, u.address5, u.address6,
            u.phone_number, u.postcode, u.abn, u.industry_code, u.updated_at AS web_changed_at,
