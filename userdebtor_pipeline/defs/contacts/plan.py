@@ -15,7 +15,8 @@ from userdebtor_pipeline.defs.common import (
     sample,
 )
 from userdebtor_pipeline.defs.extract.assets import change_window as change_window_asset
-from userdebtor_pipeline.defs.resources import SyncSettings, WebDatabase
+from userdebtor_pipeline.defs.extract.assets import stage_what_the_loads_wrote
+from userdebtor_pipeline.defs.resources import ErpDatabase, SyncSettings, WebDatabase
 from userdebtor_pipeline.defs.sql_file import SqlFile
 
 GROUP = "plan"
@@ -59,11 +60,15 @@ def contact_plan_samples(conn: Connection) -> dict[str, Any]:
     "links no contact needs any more; contacts with a malformed email set aside. Changed-since: only the "
     "addresses whose contacts, accounts or users changed since the last good run.",
 )
-def contact_links_plan(context: dg.AssetExecutionContext, web: WebDatabase,
+def contact_links_plan(context: dg.AssetExecutionContext, erp: ErpDatabase, web: WebDatabase,
                        settings: SyncSettings) -> dg.MaterializeResult:
     watch = Stopwatch()
     config = settings.get()
     with web.engine.begin() as conn:
+        # A3: what the loads before it wrote (U4's changes to users and debtors, U2's users) is staged first, so the
+        # plan sees it before its mark: the next run does not plan those addresses again (20,000 of them after a
+        # reconcile that changed 1% of a million pairs).
+        restaged = stage_what_the_loads_wrote(conn, erp.engine, settings, context.run_id)
         window = change_window(conn, context.run_id, "contact_links_plan")
         params = {
             "full": window.full,
@@ -88,7 +93,7 @@ def contact_links_plan(context: dg.AssetExecutionContext, web: WebDatabase,
         counts = contact_plan_counts(conn)
         samples = contact_plan_samples(conn)
     return dg.MaterializeResult(metadata=counts_metadata(
-        counts, watch.seconds, **samples, mode="full" if window.full else "changed_since",
+        counts | restaged, watch.seconds, **samples, mode="full" if window.full else "changed_since",
         since_seq=dg.MetadataValue.int(window.since),
         addresses_changed=dg.MetadataValue.int(changed),
         planned=f"every address ({every_address})" if every_address else "the addresses that changed",

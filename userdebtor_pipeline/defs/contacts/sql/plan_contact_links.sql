@@ -46,8 +46,8 @@ SELECT changed.email_key
       FROM userdebtor.erp_debtor d JOIN userdebtor.contact_link cl ON cl.customer_code = d.dr_cust_code
      WHERE d.change_seq > :since
     UNION
-    -- users added or changed (address, proof of it): as staged, and as the web wrote them after the newest
-    -- staged one (this run's loads before this plan; the next run stages them)
+    -- users added or changed (address, proof of it): as staged (the plan first stages what this run's loads
+    -- wrote), and as the web wrote them after the newest staged one
     SELECT userdebtor.email_key(u.email_address) FROM userdebtor.web_user u WHERE u.change_seq > :since
     UNION
     SELECT userdebtor.email_key(u.email_address) FROM web.app_user u
