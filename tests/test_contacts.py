@@ -154,6 +154,28 @@ def test_m1_one_email_on_contacts_of_three_accounts_gives_one_user_three_links_o
     assert again.materializations["contact_links_plan"]["links_to_add"] == 0
 
 
+def test_a3_m1_the_next_run_does_not_plan_again_the_addresses_its_load_made_users_for(dbs):
+    """A3 at scale: after M1's load, the users it made are staged and, being all that changed of what the contact
+    plan reads, its mark moves past them; the next run plans none of their addresses (after a first load, 1.2
+    million users made: every address planned again). A run whose load changed a user it did not make in that
+    run (M2 deactivates one) leaves the mark, and the next run looks at that user's address."""
+    add_trade_accounts(dbs.erp, "T1", "T2")
+    add_contact(dbs.erp, 1, "pat@trade.example", ["T1"])
+    add_contact(dbs.erp, 2, "sam@trade.example", ["T2"])
+
+    first = synced()
+    assert first.materializations["contact_links_applied"]["users_created"] == 2
+    assert first.materializations["contact_links_applied"]["plan_mark_moved_past_its_users"] is True
+    again = synced()
+    assert again.materializations["contact_links_plan"]["addresses_changed"] == 0
+
+    change_contact(dbs.erp, 2, contact_active=False)  # M2: sam's user has no account left and is deactivated
+    ended = synced()
+    assert ended.materializations["contact_links_applied"]["users_deactivated"] == 1
+    assert ended.materializations["contact_links_applied"]["plan_mark_moved_past_its_users"] is False
+    assert synced().materializations["contact_links_plan"]["addresses_changed"] >= 1
+
+
 def test_m1_email_of_an_existing_user_only_gets_links(dbs):
     """M1: the email belongs to a website user already (another letter case): links are added, no user, no email."""
     add_trade_accounts(dbs.erp, "T1", "T2")

@@ -15,6 +15,7 @@ from userdebtor_pipeline.defs.contacts.plan import (
     contact_links_plan,
     contact_plan_counts,
     contact_plan_samples,
+    move_contact_plan_mark_past_its_users,
 )
 from userdebtor_pipeline.defs.problems import CONTACTS_SET_ASIDE, Problem, record_problems, record_set_aside_rows
 from userdebtor_pipeline.defs.sql_file import SqlFile
@@ -117,6 +118,8 @@ def contact_links_applied(run: LoadRun) -> dict[str, Any]:
         links_for_existing_users = _links_added(conn, None)
         reactivated = run_sql(conn, "contacts/reactivate_contact_users.sql")["reactivate_contact_users"]
         problems = _record_contact_problems(conn, config, context.run_id)
+    with web.engine.begin() as conn:
+        mark_moved = move_contact_plan_mark_past_its_users(conn, context.run_id)
     counts = {
         "users_created": created.users,
         "welcome_emails_queued": created.emails_queued,
@@ -128,6 +131,7 @@ def contact_links_applied(run: LoadRun) -> dict[str, Any]:
         "users_deactivated": len(deactivated),
         "users_reactivated": reactivated,
         **problems,
+        "plan_mark_moved_past_its_users": mark_moved,
         "users_created_sample": dg.MetadataValue.md(markdown_table(created.sample)),
     }
     return counts

@@ -286,23 +286,30 @@ def staged_web_customers(web: WebDatabase, run_options: RunOptions) -> dg.Materi
     return _result(WEB_CUSTOMERS, result, watch)
 
 
+def stage_users_the_loads_wrote(conn: Connection) -> int:
+    """A3: the web users the run's loads made or changed (U2, U4, M1, I1), changed-since and without looking for
+    deletes; how many changed."""
+    return stage(WEB_USERS, source=conn, web=conn, full=False, detect_deletes=False,
+                 before_merge=remember_defaults_left).changed
+
+
 def stage_what_the_loads_wrote(conn: Connection, erp: Engine, settings: SyncSettings, run_id: str) -> dict[str, int]:
-    """A3: a later plan of the run (M3, O1/O2) reads what the run's earlier loads wrote, not the snapshot of its start.
+    """A3: a later plan of the run (U4's second pass, M1/M2, M3, O1/O2) reads what the run's earlier loads wrote, not
+    the snapshot of its start.
 
     Changed-since and without looking for deletes, so it costs what the loads wrote: the debtors U4 changed in the
     ERP, the users U2, U4, M1 and I1 made or changed, the customer rows they added. Restaged rows get a change_seq
-    above the run's window, so the next run looks at them again and finds nothing to do. The customer rows are
-    found by the stamp every load sets (a web edit without one is found by the next run's checksums); nothing
-    after staged_web_customers renames or deletes one (conversions run before it).
+    above the run's window; a plan that restages before it takes its mark does not look at them again in the next
+    run. The customer rows are found by the stamp every load sets (a web edit without one is found by the next
+    run's checksums); nothing after staged_web_customers renames or deletes one (conversions run before it).
     """
     debtors = stage(DEBTORS, source=erp, web=conn, full=False, before_merge=scope_flags(settings),
                     detect_deletes=False)
-    users = stage(WEB_USERS, source=conn, web=conn, full=False, detect_deletes=False,
-                  before_merge=remember_defaults_left)
+    users = stage_users_the_loads_wrote(conn)
     since_run_start = sql.SQL("updated_at >= (SELECT started_at FROM userdebtor.sync_run WHERE run_id = {r})").format(
         r=sql.Literal(run_id))
     customers = stage_rows(WEB_CUSTOMERS, source=conn, web=conn, where=since_run_start)
-    return {"debtors_restaged": debtors.changed, "users_restaged": users.changed, "customers_restaged": customers}
+    return {"debtors_restaged": debtors.changed, "users_restaged": users, "customers_restaged": customers}
 
 
 STAGED_ERP = [staged_erp_debtors, staged_crm_contacts, staged_debtor_conversions, staged_sales_orders]
