@@ -57,21 +57,22 @@ def contact_plan_samples(conn: Connection) -> dict[str, Any]:
 
 # What changed since the contact plan's mark, of what the plan reads, is only the users M1's load made in this run,
 # each as it was made (its stamp is the one it was made with): no contact, account, debtor, address taken away, nor
-# any other user.
+# any other user. The mark is bound as a value, so that each table is read through its change_seq index.
 _ONLY_USERS_M1_MADE_SINCE_SQL = sa.text("""
 SELECT NOT EXISTS (SELECT 1 FROM userdebtor.web_user u
-                    WHERE u.change_seq > r.mark
+                    WHERE u.change_seq > :mark
                       AND NOT EXISTS (SELECT 1 FROM userdebtor.made_user m
-                                       WHERE m.user_id = u.user_id AND m.rule = 'M1' AND m.made_at >= r.started_at
+                                       WHERE m.user_id = u.user_id AND m.rule = 'M1' AND m.made_at >= :started_at
                                          AND m.made_at = u.updated_at))
-   AND NOT EXISTS (SELECT 1 FROM userdebtor.erp_contact c WHERE c.change_seq > r.mark)
-   AND NOT EXISTS (SELECT 1 FROM userdebtor.erp_contact_account ca WHERE ca.change_seq > r.mark)
-   AND NOT EXISTS (SELECT 1 FROM userdebtor.erp_debtor d WHERE d.change_seq > r.mark)
-   AND NOT EXISTS (SELECT 1 FROM userdebtor.contact_email_touched t WHERE t.change_seq > r.mark)
-  FROM (SELECT started_at, CAST(summary->'marks'->>CAST(:plan AS text) AS bigint) AS mark
-          FROM userdebtor.sync_run WHERE run_id = :run_id) r
- WHERE r.mark IS NOT NULL
+   AND NOT EXISTS (SELECT 1 FROM userdebtor.erp_contact c WHERE c.change_seq > :mark)
+   AND NOT EXISTS (SELECT 1 FROM userdebtor.erp_contact_account ca WHERE ca.change_seq > :mark)
+   AND NOT EXISTS (SELECT 1 FROM userdebtor.erp_debtor d WHERE d.change_seq > :mark)
+   AND NOT EXISTS (SELECT 1 FROM userdebtor.contact_email_touched t WHERE t.change_seq > :mark)
 """)
+_PLAN_MARK_SQL = sa.text(
+    "SELECT started_at, CAST(summary->'marks'->>CAST(:plan AS text) AS bigint) AS mark"
+    " FROM userdebtor.sync_run WHERE run_id = :run_id"
+)
 
 
 def move_contact_plan_mark_past_its_users(conn: Connection, run_id: str) -> bool:
@@ -81,7 +82,10 @@ def move_contact_plan_mark_past_its_users(conn: Connection, run_id: str) -> bool
     since (the website's own edit of a user, a user M2 deactivated) leaves the mark where it was. Whether it moved.
     """
     stage_users_the_loads_wrote(conn)
-    if not conn.execute(_ONLY_USERS_M1_MADE_SINCE_SQL, {"plan": CONTACT_PLAN, "run_id": run_id}).scalar():
+    run = conn.execute(_PLAN_MARK_SQL, {"plan": CONTACT_PLAN, "run_id": run_id}).one_or_none()
+    if run is None or run.mark is None:
+        return False
+    if not conn.execute(_ONLY_USERS_M1_MADE_SINCE_SQL, {"mark": run.mark, "started_at": run.started_at}).scalar():
         return False
     mark_plan(conn, run_id, CONTACT_PLAN)
     return True
