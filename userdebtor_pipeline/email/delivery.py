@@ -323,6 +323,7 @@ def deliver_outbox(
         report.failed += conn.execute(_EXHAUSTED_SQL, limits).rowcount or 0
         report.recovered = int(conn.execute(_RECOVER_SQL).scalar_one())
         backlog = int(conn.execute(_REMAINING_SQL, limits).scalar_one())
+    failed_before = report.failed
     if progress is not None:
         progress.total = backlog
     if report.recovered:
@@ -348,7 +349,10 @@ def deliver_outbox(
                 for future in futures:
                     future.result()  # a bug in one worker is raised here, its batch rolled back
     with web_engine.begin() as conn:
-        report.remaining = int(conn.execute(_REMAINING_SQL, limits).scalar_one())
+        # Counted again only when an email left the queue: a backlog held by a server that is down (or a run with
+        # nothing to send) stays what it was, and a count of a large one reads the whole outbox (1.7 s at a million).
+        left_queue = report.sent or report.failed > failed_before
+        report.remaining = int(conn.execute(_REMAINING_SQL, limits).scalar_one()) if left_queue else backlog
         if move_floor:
             conn.execute(_NEW_FLOOR_SQL, {"floor": floor})
     if report.sent or report.failed or report.retried:
