@@ -49,6 +49,9 @@ _MARK_SQL = sa.text(
     " (SELECT last_value FROM userdebtor.change_seq)))"
     " WHERE run_id = :r"
 )
+_RUN_MARK_SQL = sa.text(
+    "SELECT CAST(summary->'marks'->>CAST(:plan AS text) AS bigint) FROM userdebtor.sync_run WHERE run_id = :r"
+)
 _PLAN_WATERMARK_SQL = sa.text("SELECT seq FROM userdebtor.watermark WHERE name = 'plan:' || CAST(:plan AS text)")
 # The marks of a run whose loads all went through (sync_run_completed): each plan's next window starts there.
 MOVE_PLAN_WATERMARKS_SQL = sa.text(
@@ -89,6 +92,12 @@ def change_window(conn: Connection, run_id: str, plan: str | None = None) -> Cha
 def mark_plan(conn: Connection, run_id: str, plan: str) -> None:
     """Take the plan's mark now: every change numbered up to here has been looked at by the plan (change_window)."""
     conn.execute(_MARK_SQL, {"plan": plan, "r": run_id})
+
+
+def plan_mark(conn: Connection, run_id: str, plan: str) -> int | None:
+    """The plan's mark in this run, or None when it has taken none."""
+    mark = conn.execute(_RUN_MARK_SQL, {"plan": plan, "r": run_id}).scalar()
+    return None if mark is None else int(mark)
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], limit: int = 20) -> str:

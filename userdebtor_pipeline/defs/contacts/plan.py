@@ -12,6 +12,7 @@ from userdebtor_pipeline.defs.common import (
     change_window,
     counts_metadata,
     mark_plan,
+    plan_mark,
     run_sql,
     sample,
 )
@@ -62,17 +63,15 @@ _ONLY_USERS_M1_MADE_SINCE_SQL = sa.text("""
 SELECT NOT EXISTS (SELECT 1 FROM userdebtor.web_user u
                     WHERE u.change_seq > :mark
                       AND NOT EXISTS (SELECT 1 FROM userdebtor.made_user m
-                                       WHERE m.user_id = u.user_id AND m.rule = 'M1' AND m.made_at >= :started_at
+                                       WHERE m.user_id = u.user_id AND m.rule = 'M1'
+                                         AND m.made_at >= (SELECT started_at FROM userdebtor.sync_run
+                                                            WHERE run_id = :run_id)
                                          AND m.made_at = u.updated_at))
    AND NOT EXISTS (SELECT 1 FROM userdebtor.erp_contact c WHERE c.change_seq > :mark)
    AND NOT EXISTS (SELECT 1 FROM userdebtor.erp_contact_account ca WHERE ca.change_seq > :mark)
    AND NOT EXISTS (SELECT 1 FROM userdebtor.erp_debtor d WHERE d.change_seq > :mark)
    AND NOT EXISTS (SELECT 1 FROM userdebtor.contact_email_touched t WHERE t.change_seq > :mark)
 """)
-_PLAN_MARK_SQL = sa.text(
-    "SELECT started_at, CAST(summary->'marks'->>CAST(:plan AS text) AS bigint) AS mark"
-    " FROM userdebtor.sync_run WHERE run_id = :run_id"
-)
 
 
 def move_contact_plan_mark_past_its_users(conn: Connection, run_id: str) -> bool:
@@ -82,10 +81,8 @@ def move_contact_plan_mark_past_its_users(conn: Connection, run_id: str) -> bool
     since (the website's own edit of a user, a user M2 deactivated) leaves the mark where it was. Whether it moved.
     """
     stage_users_the_loads_wrote(conn)
-    run = conn.execute(_PLAN_MARK_SQL, {"plan": CONTACT_PLAN, "run_id": run_id}).one_or_none()
-    if run is None or run.mark is None:
-        return False
-    if not conn.execute(_ONLY_USERS_M1_MADE_SINCE_SQL, {"mark": run.mark, "started_at": run.started_at}).scalar():
+    mark = plan_mark(conn, run_id, CONTACT_PLAN)
+    if mark is None or not conn.execute(_ONLY_USERS_M1_MADE_SINCE_SQL, {"mark": mark, "run_id": run_id}).scalar():
         return False
     mark_plan(conn, run_id, CONTACT_PLAN)
     return True

@@ -24,7 +24,8 @@ SWITCH = "user_debtor.enabled"
 # U4's plan again for the pairs linked later in the run: its plan table is kept, not reset.
 FIELD_CHANGES_SQL = SqlFile("user_debtor/plan_field_changes.sql", reads=("reset", "reset_plan"))
 FIELD_CHANGES = "field_changes"  # U4's plan asset, and the name of its mark
-# Whether U1 or U2 linked a pair after the plan's window (their users and debtors are then staged again).
+# Whether a link changed after the plan's window: U1 or U2 made it (their users and debtors are then staged
+# again), or U6 ended or suspended it.
 _LINKED_SINCE_SQL = sa.text("SELECT EXISTS (SELECT 1 FROM userdebtor.user_debtor_link WHERE change_seq > :since)")
 
 
@@ -53,10 +54,10 @@ def plan_field_changes_after_the_loads(conn: Connection, erp: Engine, settings: 
     """A3: add to this run's U4 plan the pairs that changed after it was made (one home: the same SQL), and move the
     plan's mark past them.
 
-    The users and debtors the loads wrote (U2's users, U1's debtors) are staged first when U1 or U2 linked anything,
-    so the pairs they made are compared now, against what the two systems hold: the next run does not compare
-    them again (after a first load of a million pairs, 11.5 s of the next run). What changes later in the run
-    (U4's own writes, U6's) is staged after the mark and looked at by the next run.
+    The users and debtors the loads wrote (U2's users, U1's debtors) are staged first when a link changed, so the
+    pairs U1 and U2 made are compared now, against what the two systems hold: the next run does not compare them
+    again (after a first load of a million pairs, 11.5 s of the next run). What changes later in the run (U4's own
+    writes, M1's) is staged after the mark and looked at by the next run.
     """
     window = change_window(conn, run_id)
     restaged: dict[str, int] = {}
