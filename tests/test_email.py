@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.smtp import PipeliningRecorder, Recorder, Refuser, free_port, serving
+from userdebtor_pipeline import report
 from userdebtor_pipeline.email import (
     TEMPLATES,
     EmailTemplateError,
@@ -36,6 +37,7 @@ from userdebtor_pipeline.email import (
     render_email,
     token_link,
 )
+from userdebtor_pipeline.email import delivery as delivery_sql
 
 FROM = "Bush Hardware <store@example.com>"
 SITE = "https://shop.example.com.au"
@@ -371,6 +373,30 @@ def test_e1_delivery_reads_the_outbox_from_where_emails_still_wait(engines: Any,
     assert _row(engines.web, old[1]).status == "queued", "below the floor: the full reconcile's call finds it"
     assert deliver_outbox(engines.web, **maildir, from_start=True).sent == 1
     assert _row(engines.web, old[1]).status == "sent"
+
+
+def test_e1_each_run_counts_its_backlog_from_the_index_of_waiting_emails(engines: Any) -> None:
+    """E1 at scale: the backlog count, the emails failed at the attempt limit and the sync's outbox summary read the
+    outbox's index of waiting emails, not the sent history (several seconds a run at a million queued emails).
+    With sequential scans off, a query the index cannot serve would still show one."""
+    with engines.web.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO web.email_outbox (template, to_address, subject, body_text, dedupe_key, status)"
+            " SELECT 'user_debtor_new_user', 'a@example.com', 's', 'b', 'sent:' || n, 'sent'"
+            "  FROM generate_series(1, 2000) AS n"))
+        conn.execute(sa.text("ANALYZE web.email_outbox"))
+    queries = {"failed at the limit": (delivery_sql._EXHAUSTED_SQL, {"max_attempts": 5, "floor": 1}),
+               "backlog": (delivery_sql._REMAINING_SQL, {"max_attempts": 5, "floor": 1}),
+               "summary": (sa.text(report._WAITING_EMAILS_SQL), {})}
+    with engines.web.connect() as conn:
+        conn.execute(sa.text("SET enable_seqscan = off"))
+        for what, (query, params) in queries.items():
+            plan = "\n".join(conn.execute(sa.text(f"EXPLAIN {query.text}"), params).scalars())
+            assert "email_outbox_waiting_idx" in plan and "Seq Scan" not in plan, (what, plan)
+        conn.rollback()
+    _queue(engines.web, "new_user:debtor:WAITING")
+    with engines.web.connect() as conn:
+        assert dict(conn.execute(sa.text(report._WAITING_EMAILS_SQL)).all()) == {"queued": 1}
 
 
 def test_e1_maildir_rerun_after_a_kill_between_file_and_mark_delivers_once(engines: Any, tmp_path: Path) -> None:

@@ -134,6 +134,11 @@ def broken_steps(outcome: SyncOutcome) -> list[tuple[str, str, str]]:
     ]
 
 
+# The emails still waiting, by status, read from the outbox's index of them: the sent ones, the outbox's whole
+# history, are not counted each run (`userdebtor status` counts them).
+_WAITING_EMAILS_SQL = "SELECT status, count(*) FROM web.email_outbox WHERE status <> 'sent' GROUP BY status"
+
+
 def sync_summary(outcome: SyncOutcome, web: Engine, settings: Settings, *, dry_run: bool) -> dict[str, Any]:
     """What the run did, as one JSON-ready document: the source of both the text and `--json`."""
     with web.connect() as conn:
@@ -142,10 +147,7 @@ def sync_summary(outcome: SyncOutcome, web: Engine, settings: Settings, *, dry_r
                 "SELECT rule, kind, count(*) FROM userdebtor.plan_set_aside GROUP BY rule, kind ORDER BY rule, kind"
             )
         ).all()
-        outbox = {
-            str(k): int(v)
-            for k, v in conn.execute(sa.text("SELECT status, count(*) FROM web.email_outbox GROUP BY status")).all()
-        }
+        outbox = {str(k): int(v) for k, v in conn.execute(sa.text(_WAITING_EMAILS_SQL)).all()}
     emails = _emails(outcome, outbox, settings, dry_run=dry_run)
     return {
         "run_id": outcome.run_id,
