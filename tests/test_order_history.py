@@ -129,6 +129,25 @@ def test_o1_order_deleted_in_the_erp_leaves_the_history_in_a_full_run(env):
     assert set(history(env.web)) == {"SO1"}
 
 
+def test_o1_full_reconcile_reads_every_erp_order_once_with_the_history_of_accounts_taken_away(env):
+    """O1, full reconcile: every ERP order is looked at once, from the ERP's orders directly, and so is an order of
+    an account no longer shown that the ERP has deleted meanwhile (from the history): both leave, nothing twice."""
+    shop(env)
+    add_order(env.erp, "SO6", "C200")
+    sync()
+    assert {"SO4", "SO6"} <= set(history(env.web))
+    with env.erp.begin() as conn:
+        conn.execute(sa.text("DELETE FROM erp.sales_order WHERE so_order_no = 'SO6'"))
+    with env.web.begin() as conn:
+        conn.execute(sa.text("UPDATE web.customer SET is_debtor_customer = false WHERE customer_code = 'C200'"))
+
+    outcome = sync(full=True)
+
+    assert set(history(env.web)) == {"SO1", "POS1"}
+    plan = outcome.materializations["order_history_plan"]
+    assert (plan["mode"], plan["orders_looked_at"], plan["orders_to_remove"]) == ("full", 8 + 1, 2)
+
+
 def test_o1_order_that_ages_past_archive_days_leaves(env):
     """O1: an order that passes archive_days between two runs leaves, though nothing about it changed; a shorter
     archive_days takes older orders away at once."""

@@ -36,12 +36,9 @@ from userdebtor_pipeline.settings import Settings
 
 PLAN = "plan"
 WATERMARK = "order_history"  # its value: the archive cut-off of the last load; its note: the settings digest
-# The steps that gather the orders a run looks at; their rows add up to orders_looked_at.
-ORDERS_LOOKED_AT = (
-    "orders_changed_since_last_run", "orders_deleted_since_last_run", "orders_of_accounts_changing_hands",
-    "in_store_orders_of_changed_users", "orders_passed_archive_days",
-)
-PLAN_SQL = SqlFile("orders/plan_order_history.sql", reads=ORDERS_LOOKED_AT)
+# The step that gathers the orders a run looks at, each once: its rows are orders_looked_at.
+ORDERS_LOOKED_AT = "orders_under_current_code"
+PLAN_SQL = SqlFile("orders/plan_order_history.sql", reads=(ORDERS_LOOKED_AT,))
 APPLY_SQL = SqlFile("orders/apply_order_history.sql",
                     reads=("orders_removed", "orders_written", "accounts_shown", "accounts_no_longer_shown"))
 
@@ -123,7 +120,7 @@ def order_history_plan(context: dg.AssetExecutionContext, erp: ErpDatabase, web:
     return dg.MaterializeResult(
         metadata=counts_metadata(
             {
-                "orders_looked_at": sum(steps[name] for name in ORDERS_LOOKED_AT),
+                "orders_looked_at": steps[ORDERS_LOOKED_AT],
                 "orders_to_add": by_action.get("add", 0),
                 "orders_to_update": by_action.get("update", 0),
                 "orders_to_remove": by_action.get("remove", 0),
