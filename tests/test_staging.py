@@ -142,3 +142,48 @@ def test_a_web_customer_whose_flags_change_is_staged_in_place(crm) -> None:
 
     assert (result.changed, result.deleted) == (1, 0)
     assert one(crm.web, "SELECT auto_part_registration FROM userdebtor.web_customer WHERE customer_code = 'W9'")
+
+
+def test_a_full_reconcile_finds_a_change_the_stamps_do_not_show_reading_only_its_range(crm) -> None:
+    """--full trusts no stamp, yet copies only the key ranges whose checksums of key and content differ: a change the
+    ERP made without a new stamp, then a delete; a table that did not change is not read at all."""
+    with crm.erp.begin() as conn:
+        conn.execute(sa.text("UPDATE erp.crm_contact SET contact_surname = 'Quiet' WHERE contact_id = 21"))
+    assert staged(crm, CONTACTS).changed == 0, "by stamp, nothing changed"
+
+    result = staged(crm, CONTACTS, full=True)
+
+    assert (result.mode, result.changed, result.deleted) == ("verified", 1, 0)
+    assert result.read < 2 * CONTACT_COUNT / BUCKETS + 10  # the rows of one range, not the table
+    assert one(crm.web, "SELECT contact_surname FROM userdebtor.erp_contact WHERE contact_id = 21") == "Quiet"
+    with crm.erp.begin() as conn:
+        conn.execute(sa.text("DELETE FROM erp.crm_contact WHERE contact_id = 22"))
+    assert (staged(crm, CONTACTS, full=True).deleted, one(crm.web, "SELECT count(*) FROM userdebtor.erp_contact")) \
+        == (1, CONTACT_COUNT - 1)
+    again = staged(crm, CONTACTS, full=True)
+    assert (again.read, again.changed, again.deleted) == (0, 0, 0)
+
+
+def test_two_web_customers_that_swap_their_flags_are_both_staged(crm) -> None:
+    """A row's content is summed with its key: two accounts of one key range that trade their status leave the
+    range's sum of contents alone, and would be missed if the contents were summed without their keys."""
+    with crm.web.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO web.customer (customer_code, name, status, updated_at)"
+            " SELECT 'W' || i, 'Shop ' || i, CASE WHEN i % 2 = 0 THEN 'Active' ELSE 'Inactive' END, now()"
+            "   FROM generate_series(1, 5000) i"))
+    staged(crm, WEB_CUSTOMERS, source="web")
+    pair = rows(crm.web, "SELECT min(customer_code) FILTER (WHERE status = 'Active') AS active,"
+                         "       min(customer_code) FILTER (WHERE status = 'Inactive') AS inactive"
+                         "  FROM web.customer GROUP BY hashtextextended(customer_code, 0) & :mask"
+                         " HAVING count(DISTINCT status) = 2 LIMIT 1", mask=BUCKETS - 1)[0]
+    with crm.web.begin() as conn:
+        conn.execute(sa.text("UPDATE web.customer SET status = CASE WHEN status = 'Active' THEN 'Inactive'"
+                             " ELSE 'Active' END WHERE customer_code IN (:a, :b)"),
+                     {"a": pair["active"], "b": pair["inactive"]})
+
+    result = staged(crm, WEB_CUSTOMERS, source="web")
+
+    assert result.changed == 2
+    assert one(crm.web, "SELECT status FROM userdebtor.web_customer WHERE customer_code = :c",
+               c=pair["active"]) == "Inactive"

@@ -183,8 +183,8 @@ def staged_erp_debtors(
     with web.engine.begin() as conn:
         _, last_digest = read_watermark(conn, "erp_debtor_scope")
         # Changed filters change every debtor's scope: read them all again.
-        full = run_options.full or last_digest != digest
-        result = stage(DEBTORS, source=erp.engine, web=conn, full=full, before_merge=scope_flags(settings))
+        result = stage(DEBTORS, source=erp.engine, web=conn, full=run_options.full, read_all=last_digest != digest,
+                       before_merge=scope_flags(settings))
         write_watermark(conn, "erp_debtor_scope", None, note=digest)
         in_scope = conn.execute(
             sa.text(

@@ -70,14 +70,17 @@ def sums_query(
     content: Sequence[str] = (),
     timestamps: frozenset[str] = frozenset(),
 ) -> sql.Composable:
-    """Per bucket: rows, sum of key hashes, sum of stamps (as intervals), sum of content hashes (0 where not asked)."""
+    """Per bucket: rows, sum of key hashes, sum of stamps (as intervals), sum of the hashes of each row's key and
+    content (0 where not asked)."""
     stamp_sum = (
         sql.SQL("sum({s} - {epoch})").format(s=sql.Identifier(stamp), epoch=_EPOCH)
         if stamp
         else sql.SQL("interval '0'")
     )
+    # A row's content is hashed with its key: two rows of a range that swap their contents change the sum.
     content_sum = (
-        sql.SQL("sum(hashtextextended({t}, 0))").format(t=_content_text(content, timestamps))
+        sql.SQL("sum(hashtextextended(concat_ws({sep}, {k}, {t}), 0))").format(
+            sep=_SEPARATOR, k=_key_text(key, None), t=_content_text(content, timestamps))
         if content
         else sql.SQL("0")
     )
