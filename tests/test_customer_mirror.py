@@ -43,8 +43,15 @@ def test_mirror_customers_by_code_upserts_only_what_changed(engines):
     assert customer(engines.web, "CASH")["is_cash_account"] is True
     assert customer(engines.web, "NOT_STAGED") is None
 
+    def row_version(code: str) -> tuple[str, str]:  # a row locked or written gets a new xmax or xmin
+        return tuple(rows(engines.web, "SELECT xmin::text, xmax::text FROM web.customer WHERE customer_code = :c",
+                          c=code)[0].values())
+
+    before = row_version("C1")
     with engines.web.begin() as conn:
         assert mirror_customers(conn, ["C1", "C2"], "CASH") == 0, "unchanged rows are not written again"
+    assert row_version("C1") == before, "nor locked: a full reconcile lists every kept account"
+    with engines.web.begin() as conn:
         conn.execute(sa.text("UPDATE userdebtor.erp_debtor SET dr_cust_name = 'First, renamed'"
                              " WHERE dr_cust_code = 'C1'"))
         assert mirror_customers(conn, ["C1", "C2"], "CASH") == 1
