@@ -2,7 +2,9 @@
 SELECT i.user_id, array_agg(DISTINCT d.dr_cust_code ORDER BY d.dr_cust_code) AS codes
   FROM userdebtor.instant_account_user i
   JOIN web.app_user u ON u.user_id = i.user_id
-  JOIN userdebtor.email_account ea ON ea.email_key = userdebtor.email_key(u.email_address)
+  -- one index lookup per user (OFFSET 0 keeps it per user): joined whole, the view was read whole every run
+  CROSS JOIN LATERAL (SELECT e.dr_cust_code FROM userdebtor.email_account e
+                       WHERE e.email_key = userdebtor.email_key(u.email_address) OFFSET 0) ea
   JOIN userdebtor.erp_debtor d ON d.dr_cust_code = ea.dr_cust_code
  WHERE i.linked_at IS NULL
    AND u.email_verified
