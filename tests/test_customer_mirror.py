@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from tests.support import add_debtor, digest, erp_change, one, rows, write_settings
 from tests.support import synced_clean as synced
-from userdebtor_pipeline.defs.contacts.customer_mirror import mirror_customers
+from userdebtor_pipeline.defs.contacts.customer_mirror import RETIRE_SQL, mirror_customers
 
 CUSTOMER_COLUMNS = "customer_code, name, order_email_address, address1, postcode, phone_number, status," \
                    " is_debtor_customer, is_cash_account"
@@ -56,6 +56,26 @@ def test_mirror_customers_by_code_upserts_only_what_changed(engines):
                              " WHERE dr_cust_code = 'C1'"))
         assert mirror_customers(conn, ["C1", "C2"], "CASH") == 1
     assert customer(engines.web, "C1")["name"] == "First, renamed"
+
+
+def test_m3_a_kept_code_whose_web_row_went_is_let_go_by_the_run_that_sees_it_go(engines):
+    """M3: a kept code whose web row is gone is no longer M3's to keep. A changed-since run looks only at the codes
+    staging saw go since its window (not at every kept code, a second a run at a million); the full reconcile at
+    every kept code, also one whose row went unseen."""
+    with engines.web.begin() as conn:
+        conn.execute(sa.text("INSERT INTO web.customer (customer_code, name) VALUES ('KEPT', 'Kept')"))
+        conn.execute(sa.text("INSERT INTO userdebtor.css_customer (customer_code)"
+                             " VALUES ('KEPT'), ('GONE'), ('UNSEEN')"))
+        conn.execute(sa.text("INSERT INTO userdebtor.web_customer_gone (customer_code, change_seq)"
+                             " VALUES ('GONE', 100)"))
+
+    def kept_after(full: bool) -> set[str]:
+        with engines.web.begin() as conn:
+            RETIRE_SQL.run(conn, {"full": full, "since": 50})
+        return {r["customer_code"] for r in rows(engines.web, "SELECT customer_code FROM userdebtor.css_customer")}
+
+    assert kept_after(full=False) == {"KEPT", "UNSEEN"}
+    assert kept_after(full=True) == {"KEPT"}
 
 
 # ---------------------------------------------------------------- M3 through the sync job

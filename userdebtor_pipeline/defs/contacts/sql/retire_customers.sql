@@ -19,6 +19,10 @@ SELECT customer_code FROM userdebtor.plan_customer_mirror WHERE action IN ('crea
 ON CONFLICT (customer_code) DO NOTHING
 
 -- step: accounts_gone_from_web
--- A kept code whose web row is gone (renamed by a conversion, C2) is no longer M3's to keep.
+-- A kept code whose web row is gone (renamed by a conversion, C2, or deleted by the website) is no longer M3's to
+-- keep. A changed-since run looks at the codes whose mirror row went since the run's window (staging records them
+-- in web_customer_gone), not at every kept code; the full reconcile looks at them all.
 DELETE FROM userdebtor.css_customer k
- WHERE NOT EXISTS (SELECT 1 FROM web.customer wc WHERE wc.customer_code = k.customer_code)
+ WHERE (CAST(:full AS boolean)
+        OR k.customer_code IN (SELECT g.customer_code FROM userdebtor.web_customer_gone g WHERE g.change_seq > :since))
+   AND NOT EXISTS (SELECT 1 FROM web.customer wc WHERE wc.customer_code = k.customer_code)
