@@ -36,6 +36,20 @@ def test_plan_field_changes_reads_every_sync_column_of_the_pair():
     assert set(re.findall(r"\bd\.(\w+)", pair)) - {"dr_date_last_changed"} == {s.debtor_column for s in SYNCABLE_FIELDS}
 
 
+def test_plan_field_changes_takes_apart_every_pair_with_a_field_off_its_base():
+    """U4: the pairs left out before the field-by-field compare are those whose every sync field equals its base on
+    both sides: each row comparison pairs each field's web (or ERP) column with its base column."""
+    pair = _step("user_debtor/plan_field_changes.sql", "compare").split("pair AS (", 1)[1].split("), field AS", 1)[0]
+    rows = [re.findall(r"\b([udl])\.(\w+)", row) for row in re.findall(r"\(([^()]*)\)\s*IS DISTINCT FROM", pair)]
+    bases = [re.findall(r"\bl\.(\w+)", row) for row in re.findall(r"IS DISTINCT FROM\s*\(([^()]*)\)", pair)]
+    assert len(rows) == len(bases) == 2
+    for side, base in zip(rows, bases, strict=True):
+        alias = {a for a, _ in side}
+        column = "user_column" if alias == {"u"} else "debtor_column"
+        assert sorted(zip((c for _, c in side), base, strict=True)) == sorted(
+            (getattr(s, column), s.base_column) for s in SYNCABLE_FIELDS)
+
+
 def _case_lines(sql: str, alias: str, way: str) -> set[tuple[str, ...]]:
     pattern = rf"(\w+)\s*=\s*CASE WHEN c\.(\w+)_way {way} THEN c\.(\w+) ELSE {alias}\.(\w+) END"
     return set(re.findall(pattern, sql))
