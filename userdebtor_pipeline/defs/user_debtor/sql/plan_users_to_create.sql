@@ -27,7 +27,8 @@ SELECT d.dr_cust_code, d.dr_email,
                             FROM userdebtor.web_user u
                             JOIN userdebtor.erp_debtor e
                               ON userdebtor.email_key(e.dr_email) = userdebtor.email_key(u.email_address)
-                           WHERE u.change_seq > :since
+                           -- a full run (since 0) takes every debtor by the branch above: not matched again here
+                           WHERE u.change_seq > :since AND CAST(:since AS bigint) > 0
                            UNION
                           SELECT substr(p.subject, length('debtor:') + 1) FROM userdebtor.problem p
                            WHERE p.rule = 'U2' AND p.kind = 'email_taken' AND p.resolved_at IS NULL)
