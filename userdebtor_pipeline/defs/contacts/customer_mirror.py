@@ -88,7 +88,7 @@ def _customers_would(conn: Connection, run_id: str) -> dict[str, Any]:
 def customer_mirror(run: LoadRun) -> dict[str, Any]:
     with run.web.engine.begin() as conn:
         written = mirror_planned_customers(conn, run.config.instant_accounts.cash_account_code)
-        window = change_window(conn, run.context.run_id)  # the run's, not the plan's: its mark stays where it is
+        window = change_window(conn, run.run_id)  # the run's, not the plan's: its mark stays where it is
         retired = RETIRE_SQL.run(conn, {"full": window.full, "since": window.since})
         return {"customers_written": written, **retired, **customer_plan_sample(conn)}
 

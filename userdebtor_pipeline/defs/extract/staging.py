@@ -311,17 +311,16 @@ def stage(
         staging.take(None, result)
         if detect_deletes:
             result.deleted = _delete_missing(web, spec, staging.temp)
-    elif mode in ("checksums", "verified"):
-        if stamp is not None:
-            staging.take(sql.SQL("{c} > {wm}").format(c=_ident(stamp), wm=sql.Literal(watermark)), result)
+    if mode in ("changed_since", "verified"):
+        staging.take(sql.SQL("{c} > {wm}").format(c=_ident(stamp), wm=sql.Literal(watermark)), result)
+    if mode in ("checksums", "verified"):  # every key range, by checksums of each row's key and content
         content = tuple(c for c in spec.columns if c not in spec.key)
         buckets = staging.differing(spec.mirror, content=content)
         if buckets:
             staging.take(in_buckets(spec.key, buckets), result)
             if detect_deletes:
                 result.deleted = _delete_missing(web, spec, staging.temp, buckets)
-    else:
-        staging.take(sql.SQL("{c} > {wm}").format(c=_ident(stamp), wm=sql.Literal(watermark)), result)
+    if mode == "changed_since":
         if detect_deletes and spec.deletes == "always":
             result.deleted = staging.deletes()
         # The overlap: rows stamped shortly before the watermark may have committed after the last read. Their

@@ -58,7 +58,8 @@ WITH touched AS (
      -- A debtor that left the master filter's scope is U6's (its link is suspended in this run): no writes.
      WHERE l.state = 'active' AND d.in_master_scope
        -- Only a pair with a field off its base on either side is taken apart field by field: a full reconcile
-       -- compares a million pairs, nearly all as they were (12 million field rows: 6.9 s, against 1.7 s).
+       -- compares a million pairs, nearly all as they were (12 million field rows; the compare took 6.9 s, now
+       -- 3.9 s).
        AND ((u.email_address, u.name, u.address1, u.address2, u.address3, u.address4, u.address5, u.address6,
              u.phone_number, u.postcode, u.abn, u.industry_code)
             IS DISTINCT FROM
