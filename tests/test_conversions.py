@@ -67,6 +67,8 @@ def test_c1_c2_a_conversion_rewrites_every_web_table_and_is_neither_deleted_nor_
     assert codes_held(dbs.web, "OLD1") == 0
     assert one(dbs.web, "SELECT default_customer_code FROM web.app_user WHERE user_id = :u", u=uid) == "NEW1"
     assert one(dbs.web, "SELECT dr_cust_code FROM userdebtor.user_debtor_link WHERE user_id = :u", u=uid) == "NEW1"
+    assert one(dbs.web, "SELECT default_customer_code FROM userdebtor.web_user WHERE user_id = :u", u=uid) == "NEW1", (
+        "staged after the conversions, the user carries the new code")
     assert one(dbs.web, "SELECT name FROM web.app_user WHERE user_id = :u", u=uid) == "After"
     assert one(dbs.web, "SELECT count(*) FROM web.app_user") == 1, "the converted debtor is not 'new' (U2)"
     assert one(dbs.web, "SELECT status FROM web.app_user WHERE user_id = :u", u=uid) == "Active", "nor 'deleted' (U6)"
