@@ -33,6 +33,8 @@ PLAN_SQL = SqlFile("contacts/plan_contact_links.sql",
                    reads=("emails_changed_since_last_run", "changes_since_last_run_at_least"))
 # A changed-since plan first lists the addresses whose links may have changed ...
 SCOPE_STEPS = ("emails_to_plan", "emails_changed_since_last_run", "emails_to_plan_analyzed")
+# ... whose lookups these indexes serve; a plan of every address joins whole tables and has no use for them.
+LOOKUP_INDEX_STEPS = ("users_to_plan_indexed", "contact_accounts_wanted_indexed")
 # ... and plans every address when more users and contacts changed, or that list is longer, than this share of the
 # users and this many (the run after a first load of a million users, say): one pass over every table then costs
 # less than a lookup for each address, or than making the list.
@@ -123,7 +125,8 @@ def contact_links_plan(context: dg.AssetExecutionContext, erp: ErpDatabase, web:
         else:
             PLAN_SQL.run(conn, params, only=("emails_to_plan",))  # the plan's steps name the list, empty here
         PLAN_SQL.run(conn, params | {"full": every_address is not None},
-                     skip=(*SCOPE_STEPS, "changes_since_last_run_at_least"))
+                     skip=(*SCOPE_STEPS, "changes_since_last_run_at_least",
+                           *(LOOKUP_INDEX_STEPS if every_address else ())))
         run_sql(conn, "contacts/mark_links_other_rules_need.sql")
         counts = contact_plan_counts(conn)
         samples = contact_plan_samples(conn)
