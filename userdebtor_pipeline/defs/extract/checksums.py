@@ -12,6 +12,7 @@ bucket: the staging then copies every range, which is slow but still right, neve
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from psycopg import sql
 from sqlalchemy.engine import Connection
@@ -97,13 +98,17 @@ def sums_query(
     )
 
 
-CopyInto = Callable[[sql.Composable, str, tuple[str, ...]], None]
+ReadSource = Callable[[sql.Composable], bytes]
 
 
 def differing_buckets(
-    web: Connection, name: str, source_sums: sql.Composable, mirror_sums: sql.Composable, copy_into: CopyInto
+    web: Connection, name: str, source_sums: sql.Composable, mirror_sums: sql.Composable, read_source: ReadSource
 ) -> list[int]:
-    """The buckets whose sums differ: the source's sums are copied over (by `copy_into`), the mirror's computed here."""
+    """The buckets whose sums differ.
+
+    The source sums its rows on a connection of its own (`read_source`, the sums as COPY text) while the web
+    connection sums the mirror: the two passes, each a second or more at a million rows, run side by side.
+    """
     pg = web.connection.driver_connection
     source_table, mirror_table = f"_sums_source_{name}", f"_sums_mirror_{name}"
     for temp in (source_table, mirror_table):
@@ -114,12 +119,16 @@ def differing_buckets(
             ).format(t=sql.Identifier(temp))
         )
         pg.execute(sql.SQL("TRUNCATE {t}").format(t=sql.Identifier(temp)))
-    copy_into(source_sums, source_table, SUMS_COLUMNS)
-    pg.execute(
-        sql.SQL("INSERT INTO {t} ({c}) {q}").format(
-            t=sql.Identifier(mirror_table), c=sql.SQL(", ").join(map(sql.Identifier, SUMS_COLUMNS)), q=mirror_sums
-        )
-    )
+    columns = sql.SQL(", ").join(map(sql.Identifier, SUMS_COLUMNS))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        source_text = pool.submit(read_source, source_sums)
+        pg.execute(sql.SQL("INSERT INTO {t} ({c}) {q}").format(t=sql.Identifier(mirror_table), c=columns,
+                                                                 q=mirror_sums))
+        text = source_text.result()
+    with pg.cursor() as cur, cur.copy(
+        sql.SQL("COPY {t} ({c}) FROM STDIN").format(t=sql.Identifier(source_table), c=columns)
+    ) as copy:
+        copy.write(text)
     rows = pg.execute(
         sql.SQL(
             "SELECT coalesce(s.bucket, m.bucket) FROM {s} s FULL JOIN {m} m ON m.bucket = s.bucket"

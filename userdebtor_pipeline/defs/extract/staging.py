@@ -223,7 +223,20 @@ class _Staging:
         sums = {side: sums_query(table, self.spec.key, where=where, stamp=stamp, content=content,
                                  timestamps=timestamps)
                 for side, table in (("source", self.spec.source), ("mirror", self.mirror))}
-        return differing_buckets(self.web, name, sums["source"], sums["mirror"], self.copy)
+        return differing_buckets(self.web, name, sums["source"], sums["mirror"], self.read_source)
+
+    def read_source(self, query: sql.Composable) -> bytes:
+        """A small query's rows as COPY text, read on a connection of its own: a web table too, so that it can run
+        beside this transaction's work. Only committed rows are read: the staging never writes a source table."""
+        engine = self.source.engine if isinstance(self.source, Connection) else self.source
+        with engine.connect() as conn:
+            try:
+                with conn.connection.driver_connection.cursor() as cur, cur.copy(
+                    sql.SQL("COPY ({q}) TO STDOUT").format(q=query)
+                ) as out:
+                    return b"".join(bytes(chunk) for chunk in out)
+            finally:
+                conn.rollback()
 
     def timestamp_columns(self) -> frozenset[str]:
         rows = self.pg.execute(
