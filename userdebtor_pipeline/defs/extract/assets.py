@@ -306,10 +306,15 @@ def stage_what_the_loads_wrote(conn: Connection, erp: Engine, settings: SyncSett
     debtors = stage(DEBTORS, source=erp, web=conn, full=False, before_merge=scope_flags(settings),
                     detect_deletes=False)
     users = stage_users_the_loads_wrote(conn)
-    since_run_start = sql.SQL("updated_at >= (SELECT started_at FROM userdebtor.sync_run WHERE run_id = {r})").format(
-        r=sql.Literal(run_id))
-    customers = stage_rows(WEB_CUSTOMERS, source=conn, web=conn, where=since_run_start)
+    customers = stage_rows(WEB_CUSTOMERS, source=conn, web=conn, where=stamped_since_run_start(run_id))
     return {"debtors_restaged": debtors.changed, "users_restaged": users, "customers_restaged": customers}
+
+
+def stamped_since_run_start(run_id: str) -> sql.Composable:
+    """The web rows a load of this run stamped (A3), found through the stamp's index (migration 0016 for
+    web.customer), not by a read of the whole table."""
+    return sql.SQL("updated_at >= (SELECT started_at FROM userdebtor.sync_run WHERE run_id = {r})").format(
+        r=sql.Literal(run_id))
 
 
 STAGED_ERP = [staged_erp_debtors, staged_crm_contacts, staged_debtor_conversions, staged_sales_orders]
