@@ -9,6 +9,7 @@ is found by key-range checksums (checksums.py), and only the ranges that differ 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -246,23 +247,20 @@ class _Staging:
         ).fetchall()
         return frozenset(r[0] for r in rows)
 
-    def count(self, table: tuple[str, str], on_source: bool) -> int:
-        query = sql.SQL("SELECT count(*) FROM {t}").format(t=_ident(*table))
-        if not on_source or self.source is self.web:
-            return self.pg.execute(query).fetchone()[0]
-        conn = self.source if isinstance(self.source, Connection) else self.source.connect()
-        try:
-            return conn.connection.driver_connection.execute(query).fetchone()[0]
-        finally:
-            if conn is not self.source:
-                conn.rollback()
-                conn.close()
+    def counts(self) -> tuple[int, int]:
+        """The source's rows and the mirror's, counted side by side (a second or so at a few million rows)."""
+        query = sql.SQL("SELECT count(*) FROM {t}")
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            source = pool.submit(self.read_source, query.format(t=_ident(*self.spec.source)))
+            mirror = self.pg.execute(query.format(t=_ident(*self.mirror))).fetchone()[0]
+            return int(source.result()), mirror
 
     def deletes(self) -> int:
         """Rows gone from the source, found by a count, then key-range checksums, then the keys of the ranges that
         differ. Every row the source has was staged before (by stamp), so equal counts mean equal keys; a row that
         committed late and is not staged yet only makes the counts differ, and costs a compare of checksums."""
-        if self.count(self.spec.source, on_source=True) == self.count(self.mirror, on_source=False):
+        source_rows, mirror_rows = self.counts()
+        if source_rows == mirror_rows:
             return 0
         buckets = self.differing(f"{self.spec.mirror}_keys")
         if not buckets:
