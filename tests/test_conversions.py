@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from tests.support import add_debtor, add_user, erp_change, one, rows, synced
+from userdebtor_pipeline.defs.conversions import assets as conversion_assets
 from userdebtor_pipeline.runner import run_sync
 
 
@@ -259,3 +260,30 @@ def test_c1_c4_independent_rows_apply_together_in_waves_each_with_its_own_outcom
                         "wv_ca@mail.example": "WV_CC", "wv_sa@mail.example": "WV_SA"}
     assert one(dbs.web, "SELECT count(*) FROM web.customer WHERE customer_code LIKE 'WV\\_%'") == 5
     assert one(dbs.web, "SELECT count(*) FROM web.customer_conversion WHERE processed_at IS NULL") == 0
+
+
+def test_c1_c4_full_waves_apply_side_by_side_and_a_chain_still_ends_at_its_last_code(dbs, monkeypatch):
+    """C1/C4 at scale: once a wave comes back full, two transactions apply waves side by side (waves of two rows
+    here); each row is still applied once with its own outcome, and a chain interleaved with them applies in order."""
+    monkeypatch.setattr(conversion_assets, "WAVE_SIZE", 2)
+    plain = [f"SB_{n}" for n in range(1, 9)]
+    for code in (*plain, "SB_CA"):
+        add_debtor(dbs.erp, code, f"{code.lower()}@mail.example")
+    synced()
+    chain = {3: ("SB_CA", "SB_CB"), 7: ("SB_CB", "SB_CC"), 11: ("SB_CC", "SB_CD")}
+    others = iter(plain)
+    for seq in range(1, 12):
+        old, new = chain.get(seq) or (lambda code: (code, code + "N"))(next(others))
+        convert(dbs.erp, seq, old, new)
+
+    outcome = synced(lift_change_guard=True)
+
+    applied = outcome.materializations["customer_conversions_applied"]
+    assert (applied["converted"], applied["failed"], applied["skipped"]) == (11, 0, 0)
+    ledger = rows(dbs.web, "SELECT conversion_seq, outcome, detail FROM web.customer_conversion ORDER BY 1")
+    assert [r["outcome"] for r in ledger] == ["converted"] * 11
+    assert ledger[6]["detail"].startswith("SB_CB renamed SB_CC: customer renamed 1, user default account 1")
+    defaults = {r["email_address"]: r["default_customer_code"] for r in rows(dbs.web, "SELECT * FROM web.app_user")}
+    assert defaults == {**{f"{code.lower()}@mail.example": code + "N" for code in plain},
+                        "sb_ca@mail.example": "SB_CD"}
+    assert codes_held(dbs.web, "SB_CA") + codes_held(dbs.web, "SB_CB") + codes_held(dbs.web, "SB_CC") == 0

@@ -4,7 +4,8 @@
 
 -- step: wave_picked
 -- The first pending row to name a code joins this wave; a later row naming it waits for a later wave, so a chain
--- (A to B, B to C) and a swap back (A to B, B to A) apply in order (C4). Locked: each row is processed once (C1).
+-- (A to B, B to C) and a swap back (A to B, B to A) apply in order (C4). Locked: each row is processed once (C1);
+-- rows a wave being applied beside this one holds are skipped, and rows naming their codes wait (still pending).
 CREATE TEMP TABLE conversion_wave ON COMMIT DROP AS
 WITH pending AS (
     SELECT conversion_seq, old_code, new_code FROM web.customer_conversion WHERE processed_at IS NULL),
@@ -20,7 +21,7 @@ SELECT c.conversion_seq, c.old_code, c.new_code, NULL::text AS outcome, NULL::te
  WHERE c.processed_at IS NULL AND c.conversion_seq NOT IN (SELECT conversion_seq FROM waiting)
  ORDER BY c.conversion_seq
  LIMIT :wave_size
-   FOR UPDATE OF c
+   FOR UPDATE OF c SKIP LOCKED
 
 -- step: malformed_rows_failed
 -- C4: an empty code, spaces around one or anything but a debtor code fails the row alone; the old code speaks first.
