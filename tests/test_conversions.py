@@ -263,8 +263,9 @@ def test_c1_c4_independent_rows_apply_together_in_waves_each_with_its_own_outcom
 
 
 def test_c1_c4_full_waves_apply_side_by_side_and_a_chain_still_ends_at_its_last_code(dbs, monkeypatch):
-    """C1/C4 at scale: once a wave comes back full, two transactions apply waves side by side (waves of two rows
-    here); each row is still applied once with its own outcome, and a chain interleaved with them applies in order."""
+    """C1/C4 at scale: when more rows are pending than one wave takes, two transactions apply waves side by side
+    (waves of two rows here); each row is still applied once with its own outcome, and a chain interleaved with
+    them applies in order."""
     monkeypatch.setattr(conversion_assets, "WAVE_SIZE", 2)
     plain = [f"SB_{n}" for n in range(1, 9)]
     for code in (*plain, "SB_CA"):
@@ -273,7 +274,11 @@ def test_c1_c4_full_waves_apply_side_by_side_and_a_chain_still_ends_at_its_last_
     chain = {3: ("SB_CA", "SB_CB"), 7: ("SB_CB", "SB_CC"), 11: ("SB_CC", "SB_CD")}
     others = iter(plain)
     for seq in range(1, 12):
-        old, new = chain.get(seq) or (lambda code: (code, code + "N"))(next(others))
+        if seq in chain:
+            old, new = chain[seq]
+        else:
+            old = next(others)
+            new = old + "N"
         convert(dbs.erp, seq, old, new)
 
     outcome = synced(lift_change_guard=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from psycopg import sql
 from sqlalchemy.engine import Connection
@@ -99,6 +100,16 @@ def sums_query(
 
 
 ReadSource = Callable[[sql.Composable], bytes]
+Done = TypeVar("Done")
+
+
+def beside(read_source: ReadSource, query: sql.Composable, web_work: Callable[[], Done]) -> tuple[bytes, Done]:
+    """The source's `query` read on a connection of its own while `web_work` runs on the web connection: two
+    passes of a second or more at a million rows, side by side on two cores. Both results."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        source = pool.submit(read_source, query)
+        done = web_work()
+        return source.result(), done
 
 
 def differing_buckets(
@@ -106,8 +117,8 @@ def differing_buckets(
 ) -> list[int]:
     """The buckets whose sums differ.
 
-    The source sums its rows on a connection of its own (`read_source`, the sums as COPY text) while the web
-    connection sums the mirror: the two passes, each a second or more at a million rows, run side by side.
+    The source sums its rows on a connection of its own (`read_source`, the sums as COPY text) beside the web
+    connection summing the mirror.
     """
     pg = web.connection.driver_connection
     source_table, mirror_table = f"_sums_source_{name}", f"_sums_mirror_{name}"
@@ -120,11 +131,8 @@ def differing_buckets(
         )
         pg.execute(sql.SQL("TRUNCATE {t}").format(t=sql.Identifier(temp)))
     columns = sql.SQL(", ").join(map(sql.Identifier, SUMS_COLUMNS))
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        source_text = pool.submit(read_source, source_sums)
-        pg.execute(sql.SQL("INSERT INTO {t} ({c}) {q}").format(t=sql.Identifier(mirror_table), c=columns,
-                                                                 q=mirror_sums))
-        text = source_text.result()
+    text, _ = beside(read_source, source_sums, lambda: pg.execute(
+        sql.SQL("INSERT INTO {t} ({c}) {q}").format(t=sql.Identifier(mirror_table), c=columns, q=mirror_sums)))
     with pg.cursor() as cur, cur.copy(
         sql.SQL("COPY {t} ({c}) FROM STDIN").format(t=sql.Identifier(source_table), c=columns)
     ) as copy:

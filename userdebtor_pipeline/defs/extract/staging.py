@@ -9,7 +9,6 @@ is found by key-range checksums (checksums.py), and only the ranges that differ 
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -18,7 +17,7 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Connection, Engine
 
-from userdebtor_pipeline.defs.extract.checksums import differing_buckets, in_buckets, sums_query
+from userdebtor_pipeline.defs.extract.checksums import beside, differing_buckets, in_buckets, sums_query
 
 # Rows stamped a little before the watermark may belong to a transaction that committed after the last read: their
 # stamps are compared with the mirror's by key range, and the ranges that differ are read again.
@@ -250,10 +249,9 @@ class _Staging:
     def counts(self) -> tuple[int, int]:
         """The source's rows and the mirror's, counted side by side (a second or so at a few million rows)."""
         query = sql.SQL("SELECT count(*) FROM {t}")
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            source = pool.submit(self.read_source, query.format(t=_ident(*self.spec.source)))
-            mirror = self.pg.execute(query.format(t=_ident(*self.mirror))).fetchone()[0]
-            return int(source.result()), mirror
+        source, mirror = beside(self.read_source, query.format(t=_ident(*self.spec.source)),
+                                lambda: self.pg.execute(query.format(t=_ident(*self.mirror))).fetchone()[0])
+        return int(source), mirror
 
     def deletes(self) -> int:
         """Rows gone from the source, found by a count, then key-range checksums, then the keys of the ranges that
