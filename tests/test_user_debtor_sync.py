@@ -21,7 +21,9 @@ from tests.support import (
     web_change,
     write_settings,
 )
+from userdebtor_pipeline.defs.problems import SET_ASIDE, record_set_aside_rows
 from userdebtor_pipeline.runner import run_sync
+from userdebtor_pipeline.settings import Settings
 
 
 def link_of(dbs, user_id):
@@ -86,6 +88,32 @@ def test_u1_malformed_email_is_set_aside_and_the_rest_goes_on(dbs):
     assert link_of(dbs, good) is not None
     problem = rows(dbs.web, "SELECT rule, kind, detail FROM userdebtor.problem WHERE subject = :s", s=f"user:{bad}")
     assert problem and problem[0]["rule"] == "U1" and problem[0]["kind"] == "malformed_email"
+
+
+def test_u1_a_set_aside_record_is_written_once_a_run_however_many_loads_record_it(dbs):
+    # Every load of a run records the plan's set-aside rows (its own may have joined them): a row recorded earlier
+    # in the run is counted again, not rewritten; the next run writes it once, and one resolved meanwhile comes back.
+    with dbs.web.begin() as conn:
+        conn.execute(sa.text("INSERT INTO userdebtor.plan_set_aside (kind, rule, subject, detail, warn)"
+                             " VALUES ('malformed_email', 'U1', 'user:7', 'no address', false)"))
+    written = "SELECT xmin::text FROM userdebtor.problem WHERE subject = 'user:7'"
+
+    def record(run_id: str) -> dict[str, int]:
+        with dbs.web.begin() as conn:
+            return record_set_aside_rows(conn, Settings(), run_id, SET_ASIDE)
+
+    assert record("run-1")["problems_new"] == 1
+    first = one(dbs.web, written)
+    assert record("run-1") == {"problems_new": 0, "problems_seen_again": 1, "warnings_queued": 0}
+    assert one(dbs.web, written) == first, "recorded again in the same run: not written again"
+    with dbs.web.begin() as conn:
+        conn.execute(sa.text("UPDATE userdebtor.problem SET resolved_at = now() WHERE subject = 'user:7'"))
+    record("run-1")
+    assert one(dbs.web, "SELECT resolved_at FROM userdebtor.problem WHERE subject = 'user:7'") is None
+    after_resolved = one(dbs.web, written)
+    assert record("run-2")["problems_seen_again"] == 1
+    assert one(dbs.web, written) != after_resolved
+    assert one(dbs.web, "SELECT last_run_id FROM userdebtor.problem WHERE subject = 'user:7'") == "run-2"
 
 
 def test_u1_a_code_is_never_reused(dbs):

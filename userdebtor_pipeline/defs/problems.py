@@ -17,16 +17,24 @@ from userdebtor_pipeline.email import queue_warnings
 from userdebtor_pipeline.settings import Settings
 
 # The one statement that records problems: every row of a table of set-aside records (kind, rule, subject,
-# detail) becomes a problem, or is seen again; `is_new` tells the two apart.
+# detail) becomes a problem, or is seen again. Each load of a run records the plan's rows (its own may have
+# joined them); a row an earlier step of this run recorded as it is is counted, not written again.
 _RECORD = sql.SQL("""
-INSERT INTO userdebtor.problem AS p (kind, rule, subject, detail, first_run_id, last_run_id)
-SELECT DISTINCT ON (kind, subject) kind, rule, subject, detail, %(run_id)s, %(run_id)s
-  FROM {source}
- ORDER BY kind, subject
-ON CONFLICT (kind, subject) DO UPDATE
-   SET detail = excluded.detail, rule = excluded.rule, last_run_id = excluded.last_run_id,
-       last_seen_at = now(), resolved_at = NULL
-RETURNING (p.xmax = 0) AS is_new
+WITH found AS (
+    SELECT DISTINCT ON (kind, subject) kind, rule, subject, detail FROM {source} ORDER BY kind, subject
+), recorded AS (
+    INSERT INTO userdebtor.problem AS p (kind, rule, subject, detail, first_run_id, last_run_id)
+    SELECT f.kind, f.rule, f.subject, f.detail, %(run_id)s, %(run_id)s
+      FROM found f
+     WHERE NOT EXISTS (SELECT 1 FROM userdebtor.problem o
+                        WHERE o.kind = f.kind AND o.subject = f.subject AND o.last_run_id = %(run_id)s
+                          AND o.resolved_at IS NULL AND o.rule = f.rule AND o.detail = f.detail)
+    ON CONFLICT (kind, subject) DO UPDATE
+       SET detail = excluded.detail, rule = excluded.rule, last_run_id = excluded.last_run_id,
+           last_seen_at = now(), resolved_at = NULL
+    RETURNING (p.xmax = 0) AS is_new
+)
+SELECT (SELECT count(*) FROM found), (SELECT count(*) FROM recorded WHERE is_new)
 """)
 # Warnings of set-aside rows not queued yet: the cost follows what is new, not what is known.
 _FRESH_WARNINGS = sql.SQL("""
@@ -56,12 +64,11 @@ def record_set_aside_rows(conn: Connection, settings: Settings, run_id: str, sou
     plan_set_aside marked `warn` get their warning email once."""
     table = sql.Identifier(*source.split("."))
     with conn.connection.driver_connection.cursor() as cursor:  # this transaction's connection
-        cursor.execute(_RECORD.format(source=table), {"run_id": run_id})
-        new = [is_new for (is_new,) in cursor.fetchall()]
+        found, new = cursor.execute(_RECORD.format(source=table), {"run_id": run_id}).fetchone()
         fresh = cursor.execute(_FRESH_WARNINGS.format(source=table)).fetchall() if source == SET_ASIDE else []
     # Only plan_set_aside's rows say whether their rule warns.
     warn(conn, settings, run_id, [Problem(*row, warn=True) for row in fresh])
-    return {"problems_new": sum(new), "problems_seen_again": len(new) - sum(new), "warnings_queued": len(fresh)}
+    return {"problems_new": new, "problems_seen_again": found - new, "warnings_queued": len(fresh)}
 
 
 def record_problems(conn: Connection, settings: Settings, run_id: str, problems: Iterable[Problem]) -> int:
