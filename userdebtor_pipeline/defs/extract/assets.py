@@ -47,8 +47,11 @@ CONVERSIONS = ExtractSpec("erp_conversion", ("erp", "deb_conversion"), "erp_conv
                           ("conversion_seq", "old_cust_code", "new_cust_code", "conversion_date"), None,
                           deletes="full_only", tracks_changes=False)
 # Deleted orders are looked for when the ERP's own count of deleted rows moved (see staged_sales_orders).
+_SCOPE_COUNTS = sa.text("SELECT count(*) FILTER (WHERE in_master_scope), count(*) FILTER (WHERE in_css_scope),"
+                        " count(*) FROM userdebtor.erp_debtor")
 ORDERS = ExtractSpec("erp_sales_order", ("erp", "sales_order"), "erp_sales_order", ("so_order_no",),
-                     SALES_ORDER_COLUMNS, "so_date_stamp", deletes="full_only", gone_table="erp_sales_order_gone")
+                     SALES_ORDER_COLUMNS, "so_date_stamp", deletes="full_only", gone_table="erp_sales_order_gone",
+                     overlap_by_key=True)
 # The ERP server's count of rows deleted from sales_order (its statistics; null where they are not kept).
 _ORDERS_DELETED_COUNT = sa.text(
     "SELECT n_tup_del FROM pg_stat_user_tables WHERE schemaname = 'erp' AND relname = 'sales_order'"
@@ -186,20 +189,13 @@ def staged_erp_debtors(
         result = stage(DEBTORS, source=erp.engine, web=conn, full=run_options.full, read_all=last_digest != digest,
                        before_merge=scope_flags(settings))
         write_watermark(conn, "erp_debtor_scope", None, note=digest)
-        in_scope = conn.execute(
-            sa.text(
-                "SELECT count(*) FILTER (WHERE in_master_scope), count(*) FILTER (WHERE in_css_scope),"
-                " count(*) FROM userdebtor.erp_debtor"
-            )
-        ).one()
-    return _result(
-        DEBTORS,
-        result,
-        watch,
-        debtors_in_master_scope=int(in_scope[0]),
-        debtors_in_css_scope=int(in_scope[1]),
-        debtors_staged=int(in_scope[2]),
-    )
+        # Debtors in each scope, for the UI: counted in a full reconcile and when the filters changed, not in every
+        # changed-since run (a pass over every debtor: 0.2-0.4 s at a million).
+        in_scope = conn.execute(_SCOPE_COUNTS).one() if run_options.full or last_digest != digest else None
+    scope_counts = {} if in_scope is None else {"debtors_in_master_scope": int(in_scope[0]),
+                                                 "debtors_in_css_scope": int(in_scope[1]),
+                                                 "debtors_staged": int(in_scope[2])}
+    return _result(DEBTORS, result, watch, **scope_counts)
 
 
 @dg.asset(
