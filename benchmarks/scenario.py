@@ -10,17 +10,13 @@ One process, one report. The stages, in order:
 4. initial_followup   the run right after the first load, with nothing new, as the change sensor starts it
                       (`run_sync(full=False)`, inside the extracts' re-read window): its seconds and the rows
                       it wrote in `erp.*` and `web.*` (PostgreSQL's insert/update/delete counters);
-5. changed_since_sync 1,000 changes (500 a side; N/40 a side below N = 20,000, at least 5), then
-                      `run_sync(full=False)`;
-6. conversions_sync   N/100 (at least 10) debtor code conversions done "in the ERP", then `run_sync(full=False)`;
-7. full_sync          ~1% of linked debtors and ~1% of linked users changed (names and phones; a few pairs on
+5. full_sync          ~1% of linked debtors and ~1% of linked users changed (names and phones; a few pairs on
                       both sides, i.e. conflicts), then the full reconcile, `run_sync(full=True)`;
    naive_baseline     the row-by-row baseline (naive.py) on a copy of the databases taken just before the full
-                      reconcile: the same rows, scope and scale.
-
-The changed-since runs come before the baseline's copy: copying both databases writes every page of them once
-more, and a run right after it would find the server's page cache holding the copy, a state no scheduled run
-meets (at a million, 1,000 changes took 14 s right after the copy, 8 s on the same database with a warm cache).
+                      reconcile: the same rows, scope and scale;
+6. changed_since_sync 1,000 changes (500 a side; N/40 a side below N = 20,000, at least 5), then
+                      `run_sync(full=False)`;
+7. conversions_sync   N/100 (at least 10) debtor code conversions done "in the ERP", then `run_sync(full=False)`.
 
 The goals table (goals.py) closes the report. Waiting ("settle"): an extract re-reads rows stamped up to
 WATERMARK_OVERLAP (5 minutes) before its watermark; a scheduled run in steady state does not, so unless
@@ -243,6 +239,8 @@ def main_stages(systems: DatabaseUrls, sampler: MemorySampler, settings: Any, op
     stages["initial_followup"] = measured_sync("initial_followup", systems, sampler, full=False)
     checkpoint()
     notes["settle_seconds_waited"] = wait_for_overlap(first_load_done, opts.settle)
+    full_reconcile_beside_baseline(systems, sampler, settings, opts, stages, notes)
+    checkpoint()
 
     changes = _changes(systems, None, small_batch(n), tag="s4", salt=f"{opts.seed}:s4")
     stages["changed_since_sync"] = measured_sync("changed_since_sync", systems, sampler, full=False)
@@ -257,9 +255,6 @@ def main_stages(systems: DatabaseUrls, sampler: MemorySampler, settings: Any, op
     stage["conversions_per_second"] = rate(conversions["conversions"], applied.get("seconds") or 0.0)
     stage["conversion_outcomes"] = {k: applied.get(k) for k in ("converted", "merged", "skipped", "failed")}
     stages["conversions_sync"] = stage
-    checkpoint()
-
-    full_reconcile_beside_baseline(systems, sampler, settings, opts, stages, notes)
 
 
 def run_bench(opts: BenchOptions) -> dict[str, Any]:
