@@ -12,8 +12,8 @@ One process, one report. The stages, in order:
                       it wrote in `erp.*` and `web.*` (PostgreSQL's insert/update/delete counters);
 5. full_sync          ~1% of linked debtors and ~1% of linked users changed (names and phones; a few pairs on
                       both sides, i.e. conflicts), then the full reconcile, `run_sync(full=True)`;
-   naive_baseline     the row-by-row baseline (naive.py) on a copy of the databases taken just before the full
-                      reconcile: the same rows, scope and scale;
+   naive_baseline     the row-by-row baseline (naive.py) on a copy of the tables it reads and writes, taken
+                      just before the full reconcile: the same rows, scope and scale;
 6. changed_since_sync 1,000 changes (500 a side; N/40 a side below N = 20,000, at least 5), then
                       `run_sync(full=False)`;
 7. conversions_sync   N/100 (at least 10) debtor code conversions done "in the ERP", then `run_sync(full=False)`.
@@ -197,7 +197,7 @@ def naive_stage(copy: DatabaseUrls, sampler: MemorySampler, settings: Any, max_r
 
 def full_reconcile_beside_baseline(systems: DatabaseUrls, sampler: MemorySampler, settings: Any, opts: BenchOptions,
                                    stages: dict[str, dict], notes: dict[str, Any]) -> None:
-    """~1% changes, a copy of both systems, the project's full reconcile, then the baseline on the copy."""
+    """~1% changes, a copy of the baseline's tables, the project's full reconcile, then the baseline on the copy."""
     from userdebtor_pipeline.db import dispose_all
 
     changes = _changes(systems, CHANGE_FRACTION, None, tag="s3", salt=f"{opts.seed}:s3")

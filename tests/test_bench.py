@@ -9,11 +9,13 @@ import json
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from benchmarks.goals import GOAL_SCALE, GOALS, SYNC_STAGES, evaluate_goals
 from benchmarks.naive import naive_sync
 from benchmarks.report import format_report, markdown_report
-from benchmarks.systems import writes_between
+from benchmarks.systems import copy_systems, writes_between
+from tests.support import one
 from userdebtor_pipeline.cli import EXIT_BAD_SETUP, EXIT_OK, main
 
 SCALE = 2_000
@@ -167,6 +169,37 @@ def test_the_naive_baseline_writes_its_sample_row_by_row_and_extrapolates_the_re
     assert result["row_writes_planned"] > 5 and result["row_writes_done"] == 5 and result["extrapolated"] is True
     assert result["erp_inserts"] + result["web_inserts"] + result["erp_updates"] + result["web_updates"] >= 1
     assert result["seconds"] >= result["read_and_compare_seconds"] + result["row_loop_seconds"]
+
+
+def test_the_baseline_runs_on_copies_of_the_tables_it_reads_and_writes(two_databases) -> None:
+    """Only erp.deb_master and web.app_user are copied (a copy of both whole databases left the page cache holding
+    it for the full reconcile measured next), each into a scratch database of its own server, and dropped after."""
+    from userdebtor_pipeline.db import DatabaseUrls
+    from userdebtor_pipeline.seed import seed_databases
+    from userdebtor_pipeline.settings import Settings
+
+    seed_databases(two_databases.erp, two_databases.web, debtors=60, users=60)
+    systems = DatabaseUrls(two_databases.erp_url, two_databases.web_url)
+    copy, scratches = copy_systems(systems, "t1")
+    erp, web = (sa.create_engine(url) for url in (copy.erp, copy.web))
+    try:
+        debtors, users = "SELECT count(*) FROM erp.deb_master", "SELECT count(*) FROM web.app_user"
+        assert one(two_databases.erp, debtors) == one(erp, debtors) > 0
+        copied_users = one(two_databases.web, users)
+        assert copied_users == one(web, users) > 0
+        assert one(web, "SELECT count(*) FROM web.favourite") == 0, "the tables the baseline does not read stay empty"
+
+        result = naive_sync(erp, web, Settings(), max_row_writes=1_000)
+
+        assert result["errors"] == 0, "a user the baseline inserts numbers on after the copied ones"
+        assert one(web, users) > copied_users
+    finally:
+        erp.dispose()
+        web.dispose()
+        for scratch in scratches:
+            scratch.drop_all()
+    with two_databases.web.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM pg_database WHERE datname LIKE 'udbench_t1%'")).scalar() == 0
 
 
 def _stage(seconds: float, peak_mb: float, success: bool = True, **extra: object) -> dict:
