@@ -268,7 +268,7 @@ ON CONFLICT DO NOTHING;
 -- step: order_verdicts
 -- The verdict on each order, beside the history's row of it. An order hidden that the history does not hold needs
 -- nothing and is left out: most of a full reconcile's five million orders (a temporary table of all of them, then
--- two joins of it with the history, took 11 s at a million).
+-- two joins of it with the history: 10.8 s at a million; this and the steps below, 9.0 s).
 CREATE TEMP TABLE _order_verdict ON COMMIT DROP AS
 SELECT v.*, h.order_no IS NOT NULL AS in_history, h.customer_code AS shown_code, h.user_id AS shown_user_id,
        h.order_date AS shown_order_date, h.source AS shown_source, h.status AS shown_status, h.total AS shown_total
