@@ -47,8 +47,6 @@ CONVERSIONS = ExtractSpec("erp_conversion", ("erp", "deb_conversion"), "erp_conv
                           ("conversion_seq", "old_cust_code", "new_cust_code", "conversion_date"), None,
                           deletes="full_only", tracks_changes=False)
 # Deleted orders are looked for when the ERP's own count of deleted rows moved (see staged_sales_orders).
-_SCOPE_COUNTS = sa.text("SELECT count(*) FILTER (WHERE in_master_scope), count(*) FILTER (WHERE in_css_scope),"
-                        " count(*) FROM userdebtor.erp_debtor")
 ORDERS = ExtractSpec("erp_sales_order", ("erp", "sales_order"), "erp_sales_order", ("so_order_no",),
                      SALES_ORDER_COLUMNS, "so_date_stamp", deletes="full_only", gone_table="erp_sales_order_gone",
                      overlap_by_key=True)
@@ -171,6 +169,10 @@ def _filters_digest(settings: SyncSettings) -> str:
     user_debtor = settings.get().user_debtor
     text = f"{user_debtor.customer_master_filter}\x00{user_debtor.css_customer_filter}"
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+_SCOPE_COUNTS = sa.text("SELECT count(*) FILTER (WHERE in_master_scope), count(*) FILTER (WHERE in_css_scope),"
+                        " count(*) FROM userdebtor.erp_debtor")
 
 
 @dg.asset(
