@@ -187,13 +187,14 @@ def staged_erp_debtors(
     digest = _filters_digest(settings)
     with web.engine.begin() as conn:
         _, last_digest = read_watermark(conn, "erp_debtor_scope")
+        filters_changed = last_digest != digest
         # Changed filters change every debtor's scope: read them all again.
-        result = stage(DEBTORS, source=erp.engine, web=conn, full=run_options.full, read_all=last_digest != digest,
+        result = stage(DEBTORS, source=erp.engine, web=conn, full=run_options.full, read_all=filters_changed,
                        before_merge=scope_flags(settings))
         write_watermark(conn, "erp_debtor_scope", None, note=digest)
         # Debtors in each scope, for the UI: counted in a full reconcile and when the filters changed, not in every
         # changed-since run (a pass over every debtor: 0.2-0.4 s at a million).
-        in_scope = conn.execute(_SCOPE_COUNTS).one() if run_options.full or last_digest != digest else None
+        in_scope = conn.execute(_SCOPE_COUNTS).one() if run_options.full or filters_changed else None
     scope_counts = {} if in_scope is None else {"debtors_in_master_scope": int(in_scope[0]),
                                                  "debtors_in_css_scope": int(in_scope[1]),
                                                  "debtors_staged": int(in_scope[2])}

@@ -67,6 +67,12 @@ def _cols(names: tuple[str, ...], prefix: str | None = None) -> sql.Composable:
     return sql.SQL(", ").join(sql.Identifier(n) for n in names)
 
 
+def _same_key(key: tuple[str, ...], left: str, right: str) -> sql.Composable:
+    """`left` and `right` (table aliases) hold the same key."""
+    return sql.SQL(" AND ").join(sql.SQL("{l}.{c} = {r}.{c}").format(l=sql.Identifier(left), r=sql.Identifier(right),
+                                                                       c=_ident(c)) for c in key)
+
+
 def read_watermark(conn: Connection, name: str) -> tuple[datetime | None, str | None]:
     row = conn.execute(
         sa.text("SELECT value, note FROM userdebtor.watermark WHERE name = :n"), {"n": name}
@@ -121,7 +127,7 @@ def _merge(web: Connection, spec: ExtractSpec, temp: str) -> int:
     all_cols = spec.columns + spec.extra_columns
     non_key = tuple(c for c in all_cols if c not in spec.key)
     mirror = _ident("userdebtor", spec.mirror)
-    same_key = sql.SQL(" AND ").join(sql.SQL("o.{c} = t.{c}").format(c=_ident(c)) for c in spec.key)
+    same_key = _same_key(spec.key, "o", "t")
     if spec.tracks_changes:
         insert_cols = _cols(all_cols + ("change_seq",))
         select_cols = sql.SQL("{c}, nextval('userdebtor.change_seq')").format(c=_cols(all_cols, "t"))
@@ -169,7 +175,7 @@ def _delete_missing(web: Connection, spec: ExtractSpec, keys_table: str, buckets
     statement = sql.SQL("DELETE FROM {mirror} m WHERE NOT EXISTS (SELECT 1 FROM {keys} k WHERE {match}){only}").format(
         mirror=_ident("userdebtor", spec.mirror),
         keys=_ident(keys_table),
-        match=sql.SQL(" AND ").join(sql.SQL("k.{c} = m.{c}").format(c=_ident(c)) for c in spec.key),
+        match=_same_key(spec.key, "k", "m"),
         only=sql.SQL("") if buckets is None else sql.SQL(" AND {b}").format(b=in_buckets(spec.key, buckets, "m")),
     )
     if spec.gone_table:
@@ -259,10 +265,9 @@ class _Staging:
         stamped = self.pg.execute(sql.SQL("SELECT count(*) FROM {p}").format(p=pairs)).fetchone()[0]
         if stamped > OVERLAP_KEYS_AT_MOST:
             return None
-        same_key = sql.SQL(" AND ").join(sql.SQL("m.{c} = p.{c}").format(c=_ident(c)) for c in self.spec.key)
         return self.pg.execute(sql.SQL(
             "SELECT {k} FROM {p} p WHERE NOT EXISTS (SELECT 1 FROM {m} m WHERE {same} AND m.{s} = p.{s})"
-        ).format(k=_cols(self.spec.key, "p"), p=pairs, m=_ident(*self.mirror), same=same_key,
+        ).format(k=_cols(self.spec.key, "p"), p=pairs, m=_ident(*self.mirror), same=_same_key(self.spec.key, "m", "p"),
                  s=_ident(stamp))).fetchall()
 
     def timestamp_columns(self) -> frozenset[str]:
