@@ -17,7 +17,7 @@ from tests.support import one, rows
 from userdebtor_pipeline.defs.extract import staging
 from userdebtor_pipeline.defs.extract.assets import CONTACT_ACCOUNTS, CONTACTS, WEB_CUSTOMERS, stamped_since_run_start
 from userdebtor_pipeline.defs.extract.checksums import BUCKETS
-from userdebtor_pipeline.defs.extract.staging import ExtractResult, ExtractSpec, stage
+from userdebtor_pipeline.defs.extract.staging import ExtractResult, ExtractSpec, keys_in, stage
 
 CONTACT_COUNT = 3 * BUCKETS  # several rows a bucket, so that a differing range is a small part of the table
 
@@ -213,3 +213,21 @@ def test_a3_the_customer_rows_a_run_wrote_are_found_through_the_stamp_index(two_
         plan = "\n".join(row[0] for row in pg.execute(query).fetchall())
         conn.rollback()
     assert "customer_updated_at_idx" in plan and "Seq Scan on customer" not in plan, plan
+
+
+def test_the_keys_read_again_from_the_source_are_literals_whatever_they_hold(two_databases) -> None:
+    """The overlap's stale keys travel to the source as SQL literals: a key the ERP holds with a quote, a semicolon
+    or a backslash in it selects its own row and nothing else, and runs no SQL of its own."""
+    hostile = ("SO'1); DROP TABLE erp.sales_order; --", "SO\\2", "SO 3")
+    with two_databases.erp.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO erp.sales_order (so_order_no, so_cust_code, so_order_date, so_order_status, so_source,"
+            " so_order_total) SELECT k, 'C1', now(), 'open', 'WEB', 1 FROM unnest(CAST(:keys AS text[])) k"),
+            {"keys": [*hostile, "SO4"]})
+    with two_databases.erp.connect() as conn:
+        pg = conn.connection.driver_connection
+        query = sql.SQL("SELECT so_order_no FROM erp.sales_order WHERE {w} ORDER BY 1").format(
+            w=keys_in(("so_order_no",), [(key,) for key in hostile]))
+        picked = [row[0] for row in pg.execute(query).fetchall()]
+    assert picked == sorted(hostile)
+    assert one(two_databases.erp, "SELECT count(*) FROM erp.sales_order") == 4
