@@ -102,6 +102,36 @@ def test_a_change_that_committed_late_with_an_older_stamp_is_found_in_its_key_ra
     assert one(crm.web, "SELECT contact_phone FROM userdebtor.erp_contact WHERE contact_id = 11") == "0400 000 000"
 
 
+def test_a3_a_restage_that_finds_nothing_newer_leaves_the_overlap_to_the_next_staging(crm) -> None:
+    """A3: a restage (for what the run's own loads wrote) that finds nothing newer than the watermark does not compare
+    the overlap again. The watermark stays, so the next staging compares the same overlap and finds a late commit; a
+    restage that does find newer rows moves the watermark, and compares the overlap as any staging does."""
+    watermark = one(crm.web, "SELECT value FROM userdebtor.watermark WHERE name = 'erp_contact'")
+
+    def late_commit(contact_id: int, phone: str) -> None:
+        with crm.erp.begin() as conn:
+            conn.execute(sa.text("UPDATE erp.crm_contact SET contact_phone = :p,"
+                                 " contact_date_last_changed = :late WHERE contact_id = :i"),
+                         {"p": phone, "i": contact_id, "late": watermark - timedelta(seconds=20)})
+
+    def restaged() -> ExtractResult:
+        with crm.web.begin() as conn:
+            return stage(CONTACTS, source=crm.erp, web=conn, full=False, restage=True)
+
+    late_commit(12, "0400 111 111")
+    assert (restaged().read, one(crm.web, "SELECT value FROM userdebtor.watermark WHERE name = 'erp_contact'")) == (
+        0, watermark)
+    assert staged(crm, CONTACTS).changed == 1
+    assert one(crm.web, "SELECT contact_phone FROM userdebtor.erp_contact WHERE contact_id = 12") == "0400 111 111"
+
+    late_commit(13, "0400 222 222")
+    with crm.erp.begin() as conn:
+        conn.execute(sa.text("UPDATE erp.crm_contact SET contact_date_last_changed = clock_timestamp()"
+                             " WHERE contact_id = 14"))
+    assert restaged().changed == 2
+    assert one(crm.web, "SELECT contact_phone FROM userdebtor.erp_contact WHERE contact_id = 13") == "0400 222 222"
+
+
 def test_a_deleted_contact_is_found_through_its_differing_key_range(crm) -> None:
     with crm.erp.begin() as conn:
         conn.execute(sa.text("DELETE FROM erp.crm_contact WHERE contact_id IN (5, 2500)"))

@@ -288,7 +288,7 @@ def staged_web_customers(web: WebDatabase, run_options: RunOptions) -> dg.Materi
 def stage_users_the_loads_wrote(conn: Connection) -> int:
     """A3: the web users the run's loads made or changed (U2, U4, M1, I1), changed-since and without looking for
     deletes; how many changed."""
-    return stage(WEB_USERS, source=conn, web=conn, full=False, detect_deletes=False,
+    return stage(WEB_USERS, source=conn, web=conn, full=False, detect_deletes=False, restage=True,
                  before_merge=remember_defaults_left).changed
 
 
@@ -303,7 +303,7 @@ def stage_what_the_loads_wrote(conn: Connection, erp: Engine, settings: SyncSett
     run's checksums); nothing after staged_web_customers renames or deletes one (conversions run before it).
     """
     debtors = stage(DEBTORS, source=erp, web=conn, full=False, before_merge=scope_flags(settings),
-                    detect_deletes=False)
+                    detect_deletes=False, restage=True)
     users = stage_users_the_loads_wrote(conn)
     customers = stage_rows(WEB_CUSTOMERS, source=conn, web=conn, where=stamped_since_run_start(run_id))
     return {"debtors_restaged": debtors.changed, "users_restaged": users, "customers_restaged": customers}

@@ -104,6 +104,7 @@ def erp_debtors_created(run: LoadRun) -> dict[str, Any]:
                 full=False,
                 before_merge=scope_flags(run.context.resources.settings),
                 detect_deletes=False,
+                restage=True,
             )
         counts = COMPLETE_DEBTORS_SQL.run(conn)
         linked = conn.execute(sa.text("SELECT count(*) FROM _new_link")).scalar()
