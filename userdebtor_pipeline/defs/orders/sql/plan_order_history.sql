@@ -1,11 +1,10 @@
 -- Plans web.order_history (O1, O2): the orders to add, update or take away, and the accounts whose orders change hands, looking only at what changed (all of it in a full reconcile).
 -- Parameters: run_id, full_reconcile, since (change_seq), cash_account_code, hidden_statuses (text[]), cutoff, previous_cutoff.
 
--- step: forget_previous_account_plan
-DELETE FROM userdebtor.plan_order_account;
-
--- step: forget_previous_order_plan
-DELETE FROM userdebtor.plan_order_history;
+-- step: forget_previous_plan
+-- Emptied, not deleted from: after a first load the last plan holds every account and order, whose dead rows the
+-- next run deleted one by one, then scanned past (the orders of accounts changing hands: 0.5 s at 100,000 debtors).
+TRUNCATE userdebtor.plan_order_account, userdebtor.plan_order_history;
 
 -- step: codes_converted_away
 -- An order staged before its account was converted (C1) still carries the old code; it belongs to the new one.
