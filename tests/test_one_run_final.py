@@ -221,3 +221,52 @@ def test_a3_same_field_conflict_settles_in_one_run(dbs, settings_path, policy):
     synced()
 
     assert_final(dbs)
+
+
+@pytest.fixture
+def settles_every_run(monkeypatch):
+    """A run settles its plans only when its loads wrote more than SETTLE_ABOVE_ROWS rows; here, any run that wrote."""
+    from userdebtor_pipeline.defs.user_debtor import settle
+
+    monkeypatch.setattr(settle, "SETTLE_ABOVE_ROWS", 0)
+
+
+THE_U_PLANS = ("debtors_to_create", "users_to_create", "field_changes", "link_exits")
+NEWEST_STAGED = """SELECT max(s) FROM (SELECT max(change_seq) s FROM userdebtor.web_user
+                    UNION ALL SELECT max(change_seq) FROM userdebtor.erp_debtor
+                    UNION ALL SELECT max(change_seq) FROM userdebtor.user_debtor_link) x"""
+
+
+def test_a3_after_a_big_run_the_plans_start_after_what_its_loads_wrote(dbs, settles_every_run):
+    """A3 at scale: the run's own writes (users, debtors and links its loads made) change nothing the user/debtor
+    plans would do, so their next window starts after them (after a first load at a million: 14 s of the next run)."""
+    from userdebtor_pipeline.seed import seed_databases
+
+    with dbs.erp.begin() as conn:  # the seed brings its own template
+        conn.execute(sa.text("DELETE FROM erp.deb_master"))
+    seed_databases(dbs.erp, dbs.web, debtors=300, users=300, seed=11)
+    first = synced()
+    assert first.materializations["plans_settled"]["settled"].startswith("settled"), first.materializations[
+        "plans_settled"]
+    newest = one(dbs.web, NEWEST_STAGED)
+
+    again = synced()
+
+    assert [plan for plan in THE_U_PLANS if again.materializations[plan]["since_seq"] < newest] == []
+    assert_final(dbs)
+
+
+def test_a3_u6_link_u1_made_to_a_debtor_out_of_scope_keeps_the_plans_marks(dbs, settings_path, settles_every_run):
+    """U6 after U1: a debtor U1 copies from a template outside the master filter is out of scope the moment it is
+    made. The plans run again after the loads see it, so their marks stay and the next run suspends the link."""
+    write_settings(settings_path, user_debtor={"customer_master_filter": 'dr-cust-type = "TRADE"'})
+    buyer = add_user(dbs.web, "new.buyer@mail.example")
+    first = synced()
+    assert first.materializations["plans_settled"]["settled"] == (
+        "not settled: what the run wrote changes what the plans would do; the next run plans it")
+    code = one(dbs.web, "SELECT dr_cust_code FROM userdebtor.user_debtor_link WHERE user_id = :u", u=buyer)
+    assert code is not None
+
+    synced()
+
+    assert one(dbs.web, "SELECT state FROM userdebtor.user_debtor_link WHERE dr_cust_code = :c", c=code) == "suspended"

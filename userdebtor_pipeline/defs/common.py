@@ -46,7 +46,7 @@ class ChangeWindow:
 _MARK_SQL = sa.text(
     "UPDATE userdebtor.sync_run SET summary = summary || jsonb_build_object('marks',"
     " coalesce(summary->'marks', '{}'::jsonb) || jsonb_build_object(CAST(:plan AS text),"
-    " (SELECT last_value FROM userdebtor.change_seq)))"
+    " coalesce(CAST(:at AS bigint), (SELECT last_value FROM userdebtor.change_seq))))"
     " WHERE run_id = :r"
 )
 _RUN_MARK_SQL = sa.text(
@@ -89,9 +89,10 @@ def change_window(conn: Connection, run_id: str, plan: str | None = None) -> Cha
     return ChangeWindow(run_id=run_id, since=int(since), upto=int(upto), full=full, dry_run=dry_run)
 
 
-def mark_plan(conn: Connection, run_id: str, plan: str) -> None:
-    """Take the plan's mark now: every change numbered up to here has been looked at by the plan (change_window)."""
-    conn.execute(_MARK_SQL, {"plan": plan, "r": run_id})
+def mark_plan(conn: Connection, run_id: str, plan: str, at: int | None = None) -> None:
+    """Take the plan's mark now (or `at`): every change numbered up to there has been looked at by the plan
+    (change_window)."""
+    conn.execute(_MARK_SQL, {"plan": plan, "r": run_id, "at": at})
 
 
 def plan_mark(conn: Connection, run_id: str, plan: str) -> int | None:

@@ -1,4 +1,5 @@
-"""Notify: deliver the emails the loads queued, then close the run and move the plan watermark."""
+"""Notify: deliver the emails the loads queued, settle the plans after a big run, then close the run and move the plan
+watermarks."""
 
 from collections.abc import Sequence
 
@@ -6,7 +7,9 @@ import dagster as dg
 import sqlalchemy as sa
 
 from userdebtor_pipeline.defs.common import MOVE_PLAN_WATERMARKS_SQL, Stopwatch
-from userdebtor_pipeline.defs.resources import RunOptions, SyncSettings, WebDatabase
+from userdebtor_pipeline.defs.extract.assets import stage_what_the_loads_wrote
+from userdebtor_pipeline.defs.resources import ErpDatabase, RunOptions, SyncSettings, WebDatabase
+from userdebtor_pipeline.defs.user_debtor.settle import settle_user_debtor_plans
 from userdebtor_pipeline.email import deliver_with_settings, release_held_emails
 from userdebtor_pipeline.paths import mail_dir
 from userdebtor_pipeline.progress import Progress
@@ -55,7 +58,26 @@ def build_notify_assets(loads: Sequence[dg.AssetKey], holds: Sequence[dg.AssetKe
 
     @dg.asset(
         group_name=GROUP,
-        deps=[emails_delivered, *loads, *holds],
+        deps=list(loads),
+        description="A3: after a big run, the user/debtor plans look once more at what its loads wrote; when none "
+        "of it changes what they would do, their next window starts after it (not in a dry run).",
+    )
+    def plans_settled(context: dg.AssetExecutionContext, erp: ErpDatabase, web: WebDatabase,
+                      settings: SyncSettings, run_options: RunOptions) -> dg.MaterializeResult:
+        watch = Stopwatch()
+        if run_options.dry_run:
+            return dg.MaterializeResult(metadata={"dry_run": True, "settled": "not settled: a dry run"})
+        with web.engine.begin() as conn:
+            restaged = stage_what_the_loads_wrote(conn, erp.engine, settings, context.run_id)
+            verdict = settle_user_debtor_plans(conn, settings.get(), context.run_id)
+        return dg.MaterializeResult(metadata={
+            "settled": verdict, **{k: dg.MetadataValue.int(v) for k, v in restaged.items()},
+            "seconds": watch.seconds,
+        })
+
+    @dg.asset(
+        group_name=GROUP,
+        deps=[emails_delivered, plans_settled, *loads, *holds],
         description="Closes the run: records its outcome and moves the plan watermark (not in a dry run).",
     )
     def sync_run_completed(
@@ -83,4 +105,4 @@ def build_notify_assets(loads: Sequence[dg.AssetKey], holds: Sequence[dg.AssetKe
             metadata={"plan_watermark": dg.MetadataValue.int(int(upto or 0)), "dry_run": run_options.dry_run}
         )
 
-    return [emails_delivered, sync_run_completed]
+    return [emails_delivered, plans_settled, sync_run_completed]

@@ -24,6 +24,9 @@ SWITCH = "user_debtor.enabled"
 # U4's plan again for the pairs linked later in the run: its plan table is kept, not reset.
 FIELD_CHANGES_SQL = SqlFile("user_debtor/plan_field_changes.sql", reads=("reset", "reset_plan"))
 FIELD_CHANGES = "field_changes"  # U4's plan asset, and the name of its mark
+DEBTORS_TO_CREATE_SQL = SqlFile("user_debtor/plan_debtors_to_create.sql")
+USERS_TO_CREATE_SQL = SqlFile("user_debtor/plan_users_to_create.sql")
+LINK_EXITS_SQL = SqlFile("user_debtor/plan_link_exits.sql")
 # Whether a link changed after the plan's window: U1 or U2 made it (their users and debtors are then staged
 # again), or U6 ended or suspended it.
 _LINKED_SINCE_SQL = sa.text("SELECT EXISTS (SELECT 1 FROM userdebtor.user_debtor_link WHERE change_seq > :since)")
@@ -82,12 +85,12 @@ def _plan(name: str, rule: str, sql: SqlFile, table: str, counts: str, sample_ro
 
 debtors_to_create = _plan(
     "debtors_to_create", "U1: web users of the configured roles that get a new ERP debtor (code reserved) or a"
-    " matching one.", SqlFile("user_debtor/plan_debtors_to_create.sql"), "userdebtor.plan_debtor_create",
+    " matching one.", DEBTORS_TO_CREATE_SQL, "userdebtor.plan_debtor_create",
     "SELECT action, count(*) FROM userdebtor.plan_debtor_create GROUP BY action",
     "SELECT user_id, action, dr_cust_code FROM userdebtor.plan_debtor_create ORDER BY user_id", [change_window_asset])
 users_to_create = _plan(
     "users_to_create", "U2/U3: in-scope ERP debtors that get a web user (with a welcome email) or are linked to"
-    " one.", SqlFile("user_debtor/plan_users_to_create.sql"), "userdebtor.plan_user_create",
+    " one.", USERS_TO_CREATE_SQL, "userdebtor.plan_user_create",
     "SELECT action, count(*) FROM userdebtor.plan_user_create GROUP BY action", "SELECT dr_cust_code, action,"
     " user_id, pending_approval FROM userdebtor.plan_user_create ORDER BY dr_cust_code", [debtors_to_create])
 field_changes = _plan(
@@ -98,7 +101,7 @@ field_changes = _plan(
     " ORDER BY is_conflict DESC, link_id, field", [change_window_asset])
 link_exits = _plan(
     "link_exits", "U6: linked debtors deleted in the ERP or out of the filter's scope (and back in).",
-    SqlFile("user_debtor/plan_link_exits.sql"), "userdebtor.plan_link_exit",
+    LINK_EXITS_SQL, "userdebtor.plan_link_exit",
     "SELECT action, count(*) FROM userdebtor.plan_link_exit GROUP BY action", "SELECT link_id, user_id,"
     " dr_cust_code, action, deactivate_user FROM userdebtor.plan_link_exit ORDER BY link_id", [change_window_asset])
 
