@@ -263,7 +263,9 @@ def test_a3_u6_link_u1_made_to_a_debtor_out_of_scope_keeps_the_plans_marks(dbs, 
     buyer = add_user(dbs.web, "new.buyer@mail.example")
     first = synced()
     assert first.materializations["plans_settled"]["settled"] == (
-        "not settled: what the run wrote changes what the plans would do; the next run plans it")
+        "not settled: what the run wrote changes what the plans would do (link_exits: rows planned: 1 from the"
+        " marks, 0 from now; link_exits: new records set aside: 1 from the marks, 0 from now); the next run plans it")
+    assert first.materializations["plans_settled"]["plans_whose_finds_differ"] == "link_exits"
     code = one(dbs.web, "SELECT dr_cust_code FROM userdebtor.user_debtor_link WHERE user_id = :u", u=buyer)
     assert code is not None
 

@@ -69,10 +69,10 @@ def build_notify_assets(loads: Sequence[dg.AssetKey], holds: Sequence[dg.AssetKe
             return dg.MaterializeResult(metadata={"dry_run": True, "settled": "not settled: a dry run"})
         with web.engine.begin() as conn:
             restaged = stage_what_the_loads_wrote(conn, erp.engine, settings, context.run_id)
-            verdict = settle_user_debtor_plans(conn, settings.get(), context.run_id)
+            settled = settle_user_debtor_plans(conn, settings.get(), context.run_id)
         return dg.MaterializeResult(metadata={
-            "settled": verdict, **{k: dg.MetadataValue.int(v) for k, v in restaged.items()},
-            "seconds": watch.seconds,
+            "settled": settled.verdict, "plans_whose_finds_differ": ", ".join(settled.differing),
+            **{k: dg.MetadataValue.int(v) for k, v in restaged.items()}, "seconds": watch.seconds,
         })
 
     @dg.asset(

@@ -3,10 +3,12 @@ need not.
 
 A plan's window starts at its mark, taken when it planned. Every load after it writes rows above the mark: after a
 first load, 1.2 million users and a million links, which the next run's plans would look at again, to find nothing
-(14 s of the run right after a first load at a million). After the loads, the four plans are run again, in run
-order and rolled back, twice: from their marks, and from now. When both find the same rows, nothing written since
-the marks changes what the plans would do, and the marks move to now. When they differ (a user M1 made has the
-email of a debtor waiting for one), the marks stay and the next run plans it.
+(about 10 s of the run right after a first load at a million). After the loads, the four plans are run again, in run
+order and rolled back, twice: from their marks, and from now. When both find the same, nothing written since the
+marks changes what the plans would do, and the marks move to now. What they find again of what this run's plans
+found already (a record set aside, a proof asked for) is no new work, and is left out: the next run would count the
+record as seen again, and the email asking for that proof is queued once. When they differ (U1 made a debtor from a
+template outside the master filter, whose link U6 must suspend), the marks stay and the next run plans it.
 
 Both passes cost about what the next run would have spent; the pass from now also costs what a plan looks at every
 run (debtors set aside, users waiting for proof). So a run settles only when its loads wrote more than
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -38,36 +41,47 @@ SETTLE_ABOVE_ROWS = 10_000
 
 @dataclass(frozen=True)
 class SettledPlan:
-    """A plan that is settled: its mark, its SQL, and what it found (a count and a checksum of each of its tables)."""
+    """A plan that is settled: its mark, its SQL, the statement counting and summing what it plans to do, and the
+    rules whose records set aside and proofs asked for are its own."""
 
     mark: str
     sql: SqlFile
-    found: str
+    plans_to_do: str
+    rules: tuple[str, ...]
 
 
 # In run order: U2 reads U1's plan.
 PLANS = (
-    SettledPlan("debtors_to_create", DEBTORS_TO_CREATE_SQL, """
-        SELECT count(*), sum(hashtextextended(t::text, 0)) FROM userdebtor.plan_debtor_create t
-        UNION ALL SELECT count(*), sum(hashtextextended(t::text, 0)) FROM userdebtor.plan_set_aside t
-                   WHERE t.rule = 'U1'
-        UNION ALL SELECT count(*), sum(hashtextextended(t::text, 0)) FROM userdebtor.plan_link_proof t
-                   WHERE t.rule = 'U1'"""),
-    SettledPlan("users_to_create", USERS_TO_CREATE_SQL, """
-        SELECT count(*), sum(hashtextextended(t::text, 0)) FROM userdebtor.plan_user_create t
-        UNION ALL SELECT count(*), sum(hashtextextended(t::text, 0)) FROM userdebtor.plan_set_aside t
-                   WHERE t.rule = 'U2'
-        UNION ALL SELECT count(*), sum(hashtextextended(t::text, 0)) FROM userdebtor.plan_link_proof t
-                   WHERE t.rule = 'U2'"""),
-    SettledPlan(FIELD_CHANGES, FIELD_CHANGES_SQL, """
-        SELECT count(*), sum(hashtextextended(t::text, 0)) FROM userdebtor.plan_field_change t
-        UNION ALL SELECT count(*), sum(hashtextextended(t::text, 0)) FROM userdebtor.plan_set_aside t
-                   WHERE t.rule IN ('U4', 'U5')"""),
-    SettledPlan("link_exits", LINK_EXITS_SQL, """
-        SELECT count(*), sum(hashtextextended(t::text, 0)) FROM userdebtor.plan_link_exit t
-        UNION ALL SELECT count(*), sum(hashtextextended(t::text, 0)) FROM userdebtor.plan_set_aside t
-                   WHERE t.rule = 'U6'"""),
+    SettledPlan("debtors_to_create", DEBTORS_TO_CREATE_SQL,
+                "SELECT count(*), sum(hashtextextended(t::text, 0)) FROM userdebtor.plan_debtor_create t", ("U1",)),
+    SettledPlan("users_to_create", USERS_TO_CREATE_SQL,
+                "SELECT count(*), sum(hashtextextended(t::text, 0)) FROM userdebtor.plan_user_create t", ("U2",)),
+    SettledPlan(FIELD_CHANGES, FIELD_CHANGES_SQL,
+                "SELECT count(*), sum(hashtextextended(t::text, 0)) FROM userdebtor.plan_field_change t",
+                ("U4", "U5")),
+    SettledPlan("link_exits", LINK_EXITS_SQL,
+                "SELECT count(*), sum(hashtextextended(t::text, 0)) FROM userdebtor.plan_link_exit t", ("U6",)),
 )
+
+# What this run's plans found that a plan finding it again does nothing with: a record set aside (seen again) and a
+# proof asked for (the email for that set of accounts is queued once). Kept before the plans run again.
+_KNOWN_SQL = (
+    sa.text("CREATE TEMP TABLE _settle_known_set_aside ON COMMIT DROP AS"
+            " SELECT rule, kind, subject FROM userdebtor.plan_set_aside"),
+    sa.text("CREATE TEMP TABLE _settle_known_link_proof ON COMMIT DROP AS"
+            " SELECT rule, user_id, customer_code FROM userdebtor.plan_link_proof"),
+)
+_NEW_RECORDS_SQL = sa.text("""
+SELECT 'records set aside', count(*), sum(hashtextextended(t::text, 0)) FROM userdebtor.plan_set_aside t
+ WHERE t.rule = ANY(:rules)
+   AND NOT EXISTS (SELECT 1 FROM _settle_known_set_aside k
+                    WHERE k.rule = t.rule AND k.kind = t.kind AND k.subject = t.subject)
+UNION ALL
+SELECT 'proofs asked for', count(*), sum(hashtextextended(t::text, 0)) FROM userdebtor.plan_link_proof t
+ WHERE t.rule = ANY(:rules)
+   AND NOT EXISTS (SELECT 1 FROM _settle_known_link_proof k
+                    WHERE k.rule = t.rule AND k.user_id = t.user_id AND k.customer_code = t.customer_code)
+""")
 
 # Rows the plans read, written since the lowest mark, counted up to :cap through the change_seq indexes.
 _WRITTEN_SINCE_SQL = sa.text("""
@@ -79,36 +93,58 @@ SELECT (SELECT count(*) FROM (SELECT 1 FROM userdebtor.web_user WHERE change_seq
 _NOW_SQL = sa.text("SELECT last_value FROM userdebtor.change_seq")
 
 
-def _what_the_plans_find(conn: Connection, config: Settings, run_id: str, since: Mapping[str, int]) -> list[tuple]:
-    """Each plan run from its `since`, in run order, and rolled back: a count and a checksum of each thing found."""
+Found = dict[str, tuple[int, Any]]
+
+
+def _what_the_plans_find(conn: Connection, config: Settings, run_id: str, since: Mapping[str, int]) -> Found:
+    """Each plan run from its `since`, in run order, and rolled back: a count and a checksum of what it plans to do,
+    and of what it sets aside or asks proof for that this run's plans did not, by plan and kind."""
     savepoint = conn.begin_nested()
     try:
-        found: list[tuple] = []
+        found: Found = {}
         for plan in PLANS:
             plan.sql.run(conn, plan_parameters(config, run_id, since[plan.mark], dry_run=False))
-            found += [tuple(row) for row in conn.execute(sa.text(plan.found))]
+            count, checksum = conn.execute(sa.text(plan.plans_to_do)).one()
+            found[f"{plan.mark}: rows planned"] = (int(count), checksum)
+            for kind, count, checksum in conn.execute(_NEW_RECORDS_SQL, {"rules": list(plan.rules)}):
+                found[f"{plan.mark}: new {kind}"] = (int(count), checksum)
         return found
     finally:
         savepoint.rollback()
 
 
-def settle_user_debtor_plans(conn: Connection, config: Settings, run_id: str) -> str:
+@dataclass(frozen=True)
+class Settled:
+    """What was decided, in words, and the plans whose finds differed (their marks stay with the others')."""
+
+    verdict: str
+    differing: tuple[str, ...] = ()
+
+
+def settle_user_debtor_plans(conn: Connection, config: Settings, run_id: str) -> Settled:
     """Move the four plans' marks past this run's own writes when those change nothing they would do (the module's
-    docstring); what was decided, in words. The loads' writes must be staged first."""
+    docstring). The loads' writes must be staged first."""
     marks = {plan.mark: plan_mark(conn, run_id, plan.mark) for plan in PLANS}
     if any(mark is None for mark in marks.values()):
-        return "not settled: the user/debtor plans did not run"
+        return Settled("not settled: the user/debtor plans did not run")
     since = {name: int(mark) for name, mark in marks.items() if mark is not None}
     above = SETTLE_ABOVE_ROWS
     written = int(conn.execute(_WRITTEN_SINCE_SQL, {"since": min(since.values()), "cap": above + 1}).scalar_one())
     if written == 0:
-        return "not settled: nothing the plans read was written since they ran"
+        return Settled("not settled: nothing the plans read was written since they ran")
     if written <= above:
-        return f"not settled: {written:,} rows written since the plans ran, few enough for the next run to look at"
+        return Settled(f"not settled: {written:,} rows written since the plans ran, few enough for the next run")
     now = int(conn.execute(_NOW_SQL).scalar_one())
-    if _what_the_plans_find(conn, config, run_id, since) != _what_the_plans_find(
-            conn, config, run_id, dict.fromkeys(since, now)):
-        return "not settled: what the run wrote changes what the plans would do; the next run plans it"
+    for statement in _KNOWN_SQL:
+        conn.execute(statement)
+    from_marks = _what_the_plans_find(conn, config, run_id, since)
+    from_now = _what_the_plans_find(conn, config, run_id, dict.fromkeys(since, now))
+    differing = [name for name in from_marks if from_marks[name] != from_now[name]]
+    if differing:
+        told = "; ".join(f"{name}: {from_marks[name][0]:,} from the marks, {from_now[name][0]:,} from now"
+                         for name in differing)
+        return Settled(f"not settled: what the run wrote changes what the plans would do ({told}); the next run"
+                       " plans it", tuple(dict.fromkeys(name.split(":")[0] for name in differing)))
     for plan in PLANS:
         mark_plan(conn, run_id, plan.mark, at=now)
-    return f"settled: more than {above:,} rows written since the plans ran change nothing they would do"
+    return Settled(f"settled: more than {above:,} rows written since the plans ran change nothing they would do")
