@@ -239,7 +239,8 @@ NEWEST_STAGED = """SELECT max(s) FROM (SELECT max(change_seq) s FROM userdebtor.
 
 def test_a3_after_a_big_run_the_plans_start_after_what_its_loads_wrote(dbs, settles_every_run):
     """A3 at scale: the run's own writes (users, debtors and links its loads made) change nothing the user/debtor
-    plans would do, so their next window starts after them (after a first load at a million: 14 s of the next run)."""
+    plans would do, so their next window starts after them (after a first load at a million: about 10 s of the next
+    run)."""
     from userdebtor_pipeline.seed import seed_databases
 
     with dbs.erp.begin() as conn:  # the seed brings its own template
