@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from psycopg import sql
 from sqlalchemy.engine import Connection
 
 from userdebtor_pipeline.defs.common import mark_plan, plan_mark
@@ -41,27 +42,24 @@ SETTLE_ABOVE_ROWS = 10_000
 
 @dataclass(frozen=True)
 class SettledPlan:
-    """A plan that is settled: its mark, its SQL, the statement counting and summing what it plans to do, and the
-    rules whose records set aside and proofs asked for are its own."""
+    """A plan that is settled: its mark, its SQL, the table of what it plans to do, and the rules whose records set
+    aside and proofs asked for are its own."""
 
     mark: str
     sql: SqlFile
-    plans_to_do: str
+    table: str
     rules: tuple[str, ...]
 
 
 # In run order: U2 reads U1's plan.
 PLANS = (
-    SettledPlan("debtors_to_create", DEBTORS_TO_CREATE_SQL,
-                "SELECT count(*), sum(hashtextextended(t::text, 0)) FROM userdebtor.plan_debtor_create t", ("U1",)),
-    SettledPlan("users_to_create", USERS_TO_CREATE_SQL,
-                "SELECT count(*), sum(hashtextextended(t::text, 0)) FROM userdebtor.plan_user_create t", ("U2",)),
-    SettledPlan(FIELD_CHANGES, FIELD_CHANGES_SQL,
-                "SELECT count(*), sum(hashtextextended(t::text, 0)) FROM userdebtor.plan_field_change t",
-                ("U4", "U5")),
-    SettledPlan("link_exits", LINK_EXITS_SQL,
-                "SELECT count(*), sum(hashtextextended(t::text, 0)) FROM userdebtor.plan_link_exit t", ("U6",)),
+    SettledPlan("debtors_to_create", DEBTORS_TO_CREATE_SQL, "userdebtor.plan_debtor_create", ("U1",)),
+    SettledPlan("users_to_create", USERS_TO_CREATE_SQL, "userdebtor.plan_user_create", ("U2",)),
+    SettledPlan(FIELD_CHANGES, FIELD_CHANGES_SQL, "userdebtor.plan_field_change", ("U4", "U5")),
+    SettledPlan("link_exits", LINK_EXITS_SQL, "userdebtor.plan_link_exit", ("U6",)),
 )
+# A count and a checksum of a plan table's rows.
+_PLANNED_SQL = sql.SQL("SELECT count(*), sum(hashtextextended(t::text, 0)) FROM {table} t")
 
 # What this run's plans found that a plan finding it again does nothing with: a record set aside (seen again) and a
 # proof asked for (the email for that set of accounts is queued once). Kept before the plans run again.
@@ -93,7 +91,8 @@ SELECT (SELECT count(*) FROM (SELECT 1 FROM userdebtor.web_user WHERE change_seq
 _NOW_SQL = sa.text("SELECT last_value FROM userdebtor.change_seq")
 
 
-Found = dict[str, tuple[int, Any]]
+# By plan (its mark) and what was found: a count and a checksum.
+Found = dict[tuple[str, str], tuple[int, Any]]
 
 
 def _what_the_plans_find(conn: Connection, config: Settings, run_id: str, since: Mapping[str, int]) -> Found:
@@ -104,10 +103,12 @@ def _what_the_plans_find(conn: Connection, config: Settings, run_id: str, since:
         found: Found = {}
         for plan in PLANS:
             plan.sql.run(conn, plan_parameters(config, run_id, since[plan.mark], dry_run=False))
-            count, checksum = conn.execute(sa.text(plan.plans_to_do)).one()
-            found[f"{plan.mark}: rows planned"] = (int(count), checksum)
+            with conn.connection.driver_connection.cursor() as cursor:  # this transaction's connection
+                count, checksum = cursor.execute(
+                    _PLANNED_SQL.format(table=sql.Identifier(*plan.table.split(".")))).fetchone()
+            found[plan.mark, "rows planned"] = (int(count), checksum)
             for kind, count, checksum in conn.execute(_NEW_RECORDS_SQL, {"rules": list(plan.rules)}):
-                found[f"{plan.mark}: new {kind}"] = (int(count), checksum)
+                found[plan.mark, f"new {kind}"] = (int(count), checksum)
         return found
     finally:
         savepoint.rollback()
@@ -139,12 +140,12 @@ def settle_user_debtor_plans(conn: Connection, config: Settings, run_id: str) ->
         conn.execute(statement)
     from_marks = _what_the_plans_find(conn, config, run_id, since)
     from_now = _what_the_plans_find(conn, config, run_id, dict.fromkeys(since, now))
-    differing = [name for name in from_marks if from_marks[name] != from_now[name]]
+    differing = [found for found in from_marks if from_marks[found] != from_now[found]]
     if differing:
-        told = "; ".join(f"{name}: {from_marks[name][0]:,} from the marks, {from_now[name][0]:,} from now"
-                         for name in differing)
+        told = "; ".join(f"{plan}: {what}: {from_marks[plan, what][0]:,} from the marks, "
+                         f"{from_now[plan, what][0]:,} from now" for plan, what in differing)
         return Settled(f"not settled: what the run wrote changes what the plans would do ({told}); the next run"
-                       " plans it", tuple(dict.fromkeys(name.split(":")[0] for name in differing)))
+                       " plans it", tuple(dict.fromkeys(plan for plan, _ in differing)))
     for plan in PLANS:
         mark_plan(conn, run_id, plan.mark, at=now)
     return Settled(f"settled: more than {above:,} rows written since the plans ran change nothing they would do")
