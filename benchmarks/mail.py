@@ -85,6 +85,7 @@ def delivery_stage(systems: DatabaseUrls, sampler: MemorySampler, home: Path, se
     """Deliver the queued outbox with the settings, timed; `server` (started here) is the local SMTP server."""
     from benchmarks.measure import progress, rate
     from userdebtor_pipeline.email import deliver_with_settings
+    from userdebtor_pipeline.progress import Progress
     from userdebtor_pipeline.settings import load_settings
 
     _, web = engines(systems)
@@ -96,7 +97,9 @@ def delivery_stage(systems: DatabaseUrls, sampler: MemorySampler, home: Path, se
     where += " (aiosmtpd, discarding)" if server is not None else ""
     with sampler.window() as peaks:
         started = time.perf_counter()
-        report = deliver_with_settings(web, email, mail_dir=home / "mail")
+        # A million welcome emails take minutes: a progress line, as the sync's own emails_delivered step gives.
+        with Progress("emails delivered", unit="emails") as delivered:
+            report = deliver_with_settings(web, email, mail_dir=home / "mail", progress=delivered)
         seconds = round(time.perf_counter() - started, 3)
     progress(f"email_delivery: {report.sent:,} emails in {seconds:,.1f} s over {where}")
     return {"stage": "email_delivery", "success": not report.failed and not report.transport_error,
