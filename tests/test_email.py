@@ -153,6 +153,27 @@ def test_operator_can_replace_the_shared_layout(tmp_path: Path) -> None:
     assert email.body_html.startswith("<main>") and "<strong>C10001</strong>" in email.body_html
 
 
+def test_e1_a_template_the_operator_edits_is_used_by_the_next_email(tmp_path: Path) -> None:
+    """Templates are read once for a folder as it is (not looked at again for each of a million emails), and an
+    edit, an added file or a removed one is taken by the next email rendered, in the same process."""
+    layout = tmp_path / "_base.html"
+    layout.write_text("<main>{% block content %}{% endblock %}</main>")
+    context = SAMPLE_CONTEXTS["registration_pending_approval"]
+    assert render_email("registration_pending_approval", context, tmp_path).body_html.startswith("<main>")
+
+    layout.write_text("<body>{% block content %}{% endblock %}</body>")  # same size: its change time tells
+    stamp = layout.stat().st_mtime_ns + 1_000_000
+    os.utime(layout, ns=(stamp, stamp))
+    assert render_email("registration_pending_approval", context, tmp_path).body_html.startswith("<body>")
+
+    (tmp_path / "registration_pending_approval.subject.txt").write_text("Waiting for approval\n")
+    assert render_email("registration_pending_approval", context, tmp_path).subject == "Waiting for approval"
+
+    layout.unlink()
+    assert render_email("registration_pending_approval", context, tmp_path).body_html.lstrip().startswith(
+        "<!DOCTYPE html>")
+
+
 def test_unknown_template_missing_variable_and_bad_folder_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(EmailTemplateError, match="unknown email template 'no_such_email'"):
         render_email("no_such_email", {}, None)
