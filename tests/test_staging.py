@@ -261,3 +261,45 @@ def test_the_keys_read_again_from_the_source_are_literals_whatever_they_hold(two
         picked = [row[0] for row in pg.execute(query).fetchall()]
     assert picked == sorted(hostile)
     assert one(two_databases.erp, "SELECT count(*) FROM erp.sales_order") == 4
+
+
+def _indexes(dbs, table: str) -> list[tuple[str, str]]:
+    return [(r["name"], r["definition"]) for r in rows(
+        dbs.web, "SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS definition FROM pg_index i"
+                 " JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = CAST(:t AS regclass) ORDER BY 1",
+        t=table)]
+
+
+def test_a_first_load_into_an_empty_mirror_builds_its_indexes_after_the_rows(two_databases, monkeypatch) -> None:
+    """A first load takes its rows without the mirror's secondary indexes and builds them after, in the same
+    transaction: the mirror ends with every index it had, as it was defined, and the rows to find through them."""
+    dbs = two_databases
+    before = _indexes(dbs, "userdebtor.erp_contact")
+    assert len(before) > 1  # the primary key and secondary indexes (change_seq, email key)
+    monkeypatch.setattr(staging, "BUILD_INDEXES_AFTER_ROWS", 10)
+    with dbs.erp.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO erp.crm_contact (contact_id, contact_email, contact_first_name, contact_surname,"
+            " contact_date_last_changed) SELECT i, 'c' || i || '@example.com', 'Pat', 'Buyer', now()"
+            "   FROM generate_series(1, 50) i"))
+    built_after: list[int] = []  # how many indexes each load built after its rows
+    original = staging._Staging.indexes_to_build_after
+
+    def spy(self: staging._Staging, rows: int) -> list[str]:
+        definitions = original(self, rows)
+        built_after.append(len(definitions))
+        return definitions
+
+    monkeypatch.setattr(staging._Staging, "indexes_to_build_after", spy)
+
+    assert staged(dbs, CONTACTS, full=True).changed == 50
+    assert built_after == [len(before) - 1] and _indexes(dbs, "userdebtor.erp_contact") == before
+    assert one(dbs.web, "SELECT contact_id FROM userdebtor.erp_contact"
+                        " WHERE userdebtor.email_key(contact_email) = 'c7@example.com'") == 7
+
+    # A mirror with rows keeps its indexes: a later load adds index entries row by row.
+    with dbs.erp.begin() as conn:
+        conn.execute(sa.text("UPDATE erp.crm_contact SET contact_surname = 'Seller',"
+                             " contact_date_last_changed = now()"))
+    assert staged(dbs, CONTACTS, full=True).changed == 50
+    assert built_after[1:] == [0] and _indexes(dbs, "userdebtor.erp_contact") == before

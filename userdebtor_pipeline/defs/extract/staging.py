@@ -25,6 +25,9 @@ WATERMARK_OVERLAP = timedelta(minutes=5)
 # Up to this many rows stamped in the overlap are compared by key and stamp (ExtractSpec.overlap_by_key); more, by
 # key-range checksums.
 OVERLAP_KEYS_AT_MOST = 50_000
+# An empty mirror that takes at least this many rows (a first load) takes them without its secondary indexes, which are
+# built after: one sorted build each instead of an index entry a row (500,000 orders: 3.2 s with them, 1.4 s so).
+BUILD_INDEXES_AFTER_ROWS = 100_000
 # A mirror that took this many changed rows is analyzed at once: the plans of the same run join it, and
 # autovacuum's analyze may come minutes later (a first load planned on a mirror thought empty runs for hours).
 ANALYZE_AFTER_ROWS = 10_000
@@ -225,6 +228,7 @@ class _Staging:
             result.deleted += _delete_missing(self.web, self.spec, self.temp, buckets)
         if read == 0:
             return
+        build_after = self.indexes_to_build_after(read)
         self.pg.execute(sql.SQL("ANALYZE {t}").format(t=_ident(self.temp)))
         if self.spec.changed_column:  # of every row read: the merge leaves in the temp table only those it changes
             newest = self.pg.execute(
@@ -234,6 +238,29 @@ class _Staging:
         if self.before_merge is not None:
             self.before_merge(self.web, self.temp)
         result.changed += _merge(self.web, self.spec, self.temp)
+        for definition in build_after:
+            self.pg.execute(definition)
+
+    def indexes_to_build_after(self, rows: int) -> list[str]:
+        """For `rows` going into the mirror while it is empty (at least BUILD_INDEXES_AFTER_ROWS of them): its
+        secondary indexes are dropped, in this transaction, and their definitions returned, to be built once the rows
+        are in. The primary key stays (the merge's ON CONFLICT needs it). None where the mirror has a row, or where
+        the role running the sync does not own it (it may not drop its indexes)."""
+        if rows < BUILD_INDEXES_AFTER_ROWS:
+            return []
+        mirror = _ident(*self.mirror)
+        if not self.pg.execute(sql.SQL(
+            "SELECT pg_has_role(c.relowner, 'USAGE') AND NOT EXISTS (SELECT 1 FROM {m})"
+            " FROM pg_class c WHERE c.oid = {name}::regclass"
+        ).format(m=mirror, name=sql.Literal(mirror.as_string(self.pg)))).fetchone()[0]:
+            return []
+        indexes = self.pg.execute(sql.SQL(
+            "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " WHERE i.indrelid = {name}::regclass AND NOT i.indisunique ORDER BY 1"
+        ).format(name=sql.Literal(mirror.as_string(self.pg)))).fetchall()
+        for name, _ in indexes:
+            self.pg.execute(sql.SQL("DROP INDEX {i}").format(i=_ident(self.mirror[0], name)))
+        return [definition for _, definition in indexes]
 
     def differing(self, name: str, where: sql.Composable | None = None, *, stamp: str | None = None,
                   content: tuple[str, ...] = ()) -> list[int]:
