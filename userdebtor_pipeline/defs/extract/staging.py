@@ -244,8 +244,8 @@ class _Staging:
     def indexes_to_build_after(self, rows: int) -> list[str]:
         """For `rows` going into the mirror while it is empty (at least BUILD_INDEXES_AFTER_ROWS of them): its
         secondary indexes are dropped, in this transaction, and their definitions returned, to be built once the rows
-        are in. The primary key stays (the merge's ON CONFLICT needs it). None where the mirror has a row, or where
-        the role running the sync does not own it (it may not drop its indexes)."""
+        are in. The primary key stays (the merge's ON CONFLICT needs it). Nothing is dropped where the mirror has a
+        row, or where the role running the sync does not own it (it may not drop its indexes)."""
         if rows < BUILD_INDEXES_AFTER_ROWS:
             return []
         mirror = _ident(*self.mirror)
