@@ -4,6 +4,7 @@ Each plan is a table in schema `userdebtor` that a person can read in the UI (co
 and that the loads and tests query.
 """
 
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -21,12 +22,31 @@ from userdebtor_pipeline.settings import Settings
 
 GROUP = "plan"
 SWITCH = "user_debtor.enabled"
+
+
+@dataclass(frozen=True)
+class UserDebtorPlan:
+    """A U1-U6 plan: its asset (and the name of its mark), its SQL, the table of what it plans to do, and the rules
+    whose records set aside and proofs asked for are its own."""
+
+    name: str
+    sql: SqlFile
+    table: str
+    rules: tuple[str, ...]
+
+
+DEBTORS_TO_CREATE = UserDebtorPlan("debtors_to_create", SqlFile("user_debtor/plan_debtors_to_create.sql"),
+                                   "userdebtor.plan_debtor_create", ("U1",))
+USERS_TO_CREATE = UserDebtorPlan("users_to_create", SqlFile("user_debtor/plan_users_to_create.sql"),
+                                 "userdebtor.plan_user_create", ("U2",))
 # U4's plan again for the pairs linked later in the run: its plan table is kept, not reset.
-FIELD_CHANGES_SQL = SqlFile("user_debtor/plan_field_changes.sql", reads=("reset", "reset_plan"))
-FIELD_CHANGES = "field_changes"  # U4's plan asset, and the name of its mark
-DEBTORS_TO_CREATE_SQL = SqlFile("user_debtor/plan_debtors_to_create.sql")
-USERS_TO_CREATE_SQL = SqlFile("user_debtor/plan_users_to_create.sql")
-LINK_EXITS_SQL = SqlFile("user_debtor/plan_link_exits.sql")
+FIELD_CHANGES = UserDebtorPlan("field_changes",
+                               SqlFile("user_debtor/plan_field_changes.sql", reads=("reset", "reset_plan")),
+                               "userdebtor.plan_field_change", ("U4", "U5"))
+LINK_EXITS = UserDebtorPlan("link_exits", SqlFile("user_debtor/plan_link_exits.sql"), "userdebtor.plan_link_exit",
+                            ("U6",))
+# In run order: U2 reads U1's plan.
+USER_DEBTOR_PLANS = (DEBTORS_TO_CREATE, USERS_TO_CREATE, FIELD_CHANGES, LINK_EXITS)
 # Whether a link changed after the plan's window: U1 or U2 made it (their users and debtors are then staged
 # again), or U6 ended or suspended it.
 _LINKED_SINCE_SQL = sa.text("SELECT EXISTS (SELECT 1 FROM userdebtor.user_debtor_link WHERE change_seq > :since)")
@@ -67,8 +87,8 @@ def plan_field_changes_after_the_loads(conn: Connection, erp: Engine, settings: 
     if conn.execute(_LINKED_SINCE_SQL, {"since": window.upto}).scalar():
         restaged = stage_what_the_loads_wrote(conn, erp, settings, run_id)
     params = plan_parameters(settings.get(), run_id, window.upto, dry_run) | {"after_loads": True}
-    FIELD_CHANGES_SQL.run(conn, params, skip=FIELD_CHANGES_SQL.reads)
-    mark_plan(conn, run_id, FIELD_CHANGES)
+    FIELD_CHANGES.sql.run(conn, params, skip=FIELD_CHANGES.sql.reads)
+    mark_plan(conn, run_id, FIELD_CHANGES.name)
     return restaged
 
 
@@ -76,32 +96,30 @@ def _parameters(run: PlanRun) -> dict[str, Any]:
     return plan_parameters(run.config, run.run_id, run.window.since, run.dry_run)
 
 
-def _plan(name: str, rule: str, sql: SqlFile, table: str, counts: str, sample_rows: str,
-          deps: list) -> dg.AssetsDefinition:
+def _plan(plan: UserDebtorPlan, rule: str, counts: str, sample_rows: str, deps: list) -> dg.AssetsDefinition:
     """A U1-U6 plan over the change window, with the plan's bound values."""
-    return sql_plan(name, rule=rule, sql=sql, table=table, counts=counts, sample_rows=sample_rows,
+    return sql_plan(plan.name, rule=rule, sql=plan.sql, table=plan.table, counts=counts, sample_rows=sample_rows,
                     params=_parameters, switch=SWITCH, deps=deps)
 
 
 debtors_to_create = _plan(
-    "debtors_to_create", "U1: web users of the configured roles that get a new ERP debtor (code reserved) or a"
-    " matching one.", DEBTORS_TO_CREATE_SQL, "userdebtor.plan_debtor_create",
+    DEBTORS_TO_CREATE, "U1: web users of the configured roles that get a new ERP debtor (code reserved) or a"
+    " matching one.",
     "SELECT action, count(*) FROM userdebtor.plan_debtor_create GROUP BY action",
     "SELECT user_id, action, dr_cust_code FROM userdebtor.plan_debtor_create ORDER BY user_id", [change_window_asset])
 users_to_create = _plan(
-    "users_to_create", "U2/U3: in-scope ERP debtors that get a web user (with a welcome email) or are linked to"
-    " one.", USERS_TO_CREATE_SQL, "userdebtor.plan_user_create",
+    USERS_TO_CREATE, "U2/U3: in-scope ERP debtors that get a web user (with a welcome email) or are linked to"
+    " one.",
     "SELECT action, count(*) FROM userdebtor.plan_user_create GROUP BY action", "SELECT dr_cust_code, action,"
     " user_id, pending_approval FROM userdebtor.plan_user_create ORDER BY dr_cust_code", [debtors_to_create])
 field_changes = _plan(
     FIELD_CHANGES, "U4/U5: field changes each way for linked pairs, conflicts with base / web / ERP values.",
-    FIELD_CHANGES_SQL, "userdebtor.plan_field_change", "SELECT direction || CASE WHEN is_conflict THEN"
+    "SELECT direction || CASE WHEN is_conflict THEN"
     " '_conflict' ELSE '' END, count(*) FROM userdebtor.plan_field_change GROUP BY 1", "SELECT link_id,"
     " dr_cust_code, field, direction, is_conflict, base_value, web_value, erp_value FROM userdebtor.plan_field_change"
     " ORDER BY is_conflict DESC, link_id, field", [change_window_asset])
 link_exits = _plan(
-    "link_exits", "U6: linked debtors deleted in the ERP or out of the filter's scope (and back in).",
-    LINK_EXITS_SQL, "userdebtor.plan_link_exit",
+    LINK_EXITS, "U6: linked debtors deleted in the ERP or out of the filter's scope (and back in).",
     "SELECT action, count(*) FROM userdebtor.plan_link_exit GROUP BY action", "SELECT link_id, user_id,"
     " dr_cust_code, action, deactivate_user FROM userdebtor.plan_link_exit ORDER BY link_id", [change_window_asset])
 

@@ -26,38 +26,11 @@ from psycopg import sql
 from sqlalchemy.engine import Connection
 
 from userdebtor_pipeline.defs.common import mark_plan, plan_mark
-from userdebtor_pipeline.defs.sql_file import SqlFile
-from userdebtor_pipeline.defs.user_debtor.plan import (
-    DEBTORS_TO_CREATE_SQL,
-    FIELD_CHANGES,
-    FIELD_CHANGES_SQL,
-    LINK_EXITS_SQL,
-    USERS_TO_CREATE_SQL,
-    plan_parameters,
-)
+from userdebtor_pipeline.defs.user_debtor.plan import USER_DEBTOR_PLANS, plan_parameters
 from userdebtor_pipeline.settings import Settings
 
 SETTLE_ABOVE_ROWS = 10_000
 
-
-@dataclass(frozen=True)
-class SettledPlan:
-    """A plan that is settled: its mark, its SQL, the table of what it plans to do, and the rules whose records set
-    aside and proofs asked for are its own."""
-
-    mark: str
-    sql: SqlFile
-    table: str
-    rules: tuple[str, ...]
-
-
-# In run order: U2 reads U1's plan.
-PLANS = (
-    SettledPlan("debtors_to_create", DEBTORS_TO_CREATE_SQL, "userdebtor.plan_debtor_create", ("U1",)),
-    SettledPlan("users_to_create", USERS_TO_CREATE_SQL, "userdebtor.plan_user_create", ("U2",)),
-    SettledPlan(FIELD_CHANGES, FIELD_CHANGES_SQL, "userdebtor.plan_field_change", ("U4", "U5")),
-    SettledPlan("link_exits", LINK_EXITS_SQL, "userdebtor.plan_link_exit", ("U6",)),
-)
 # A count and a checksum of a plan table's rows.
 _PLANNED_SQL = sql.SQL("SELECT count(*), sum(hashtextextended(t::text, 0)) FROM {table} t")
 
@@ -101,14 +74,14 @@ def _what_the_plans_find(conn: Connection, config: Settings, run_id: str, since:
     savepoint = conn.begin_nested()
     try:
         found: Found = {}
-        for plan in PLANS:
-            plan.sql.run(conn, plan_parameters(config, run_id, since[plan.mark], dry_run=False))
+        for plan in USER_DEBTOR_PLANS:
+            plan.sql.run(conn, plan_parameters(config, run_id, since[plan.name], dry_run=False))
             with conn.connection.driver_connection.cursor() as cursor:  # this transaction's connection
                 count, checksum = cursor.execute(
                     _PLANNED_SQL.format(table=sql.Identifier(*plan.table.split(".")))).fetchone()
-            found[plan.mark, "rows planned"] = (int(count), checksum)
+            found[plan.name, "rows planned"] = (int(count), checksum)
             for kind, count, checksum in conn.execute(_NEW_RECORDS_SQL, {"rules": list(plan.rules)}):
-                found[plan.mark, f"new {kind}"] = (int(count), checksum)
+                found[plan.name, f"new {kind}"] = (int(count), checksum)
         return found
     finally:
         savepoint.rollback()
@@ -125,7 +98,7 @@ class Settled:
 def settle_user_debtor_plans(conn: Connection, config: Settings, run_id: str) -> Settled:
     """Move the four plans' marks past this run's own writes when those change nothing they would do (the module's
     docstring). The loads' writes must be staged first."""
-    marks = {plan.mark: plan_mark(conn, run_id, plan.mark) for plan in PLANS}
+    marks = {plan.name: plan_mark(conn, run_id, plan.name) for plan in USER_DEBTOR_PLANS}
     if any(mark is None for mark in marks.values()):
         return Settled("not settled: the user/debtor plans did not run")
     since = {name: int(mark) for name, mark in marks.items() if mark is not None}
@@ -146,6 +119,6 @@ def settle_user_debtor_plans(conn: Connection, config: Settings, run_id: str) ->
                          f"{from_now[plan, what][0]:,} from now" for plan, what in differing)
         return Settled(f"not settled: what the run wrote changes what the plans would do ({told}); the next run"
                        " plans it", tuple(dict.fromkeys(plan for plan, _ in differing)))
-    for plan in PLANS:
-        mark_plan(conn, run_id, plan.mark, at=now)
+    for plan in USER_DEBTOR_PLANS:
+        mark_plan(conn, run_id, plan.name, at=now)
     return Settled(f"settled: more than {above:,} rows written since the plans ran change nothing they would do")
