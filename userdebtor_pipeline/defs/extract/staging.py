@@ -249,17 +249,18 @@ class _Staging:
         if rows < BUILD_INDEXES_AFTER_ROWS:
             return []
         mirror = _ident(*self.mirror)
+        name = sql.Literal(mirror.as_string(self.pg))  # for ::regclass
         if not self.pg.execute(sql.SQL(
             "SELECT pg_has_role(c.relowner, 'USAGE') AND NOT EXISTS (SELECT 1 FROM {m})"
             " FROM pg_class c WHERE c.oid = {name}::regclass"
-        ).format(m=mirror, name=sql.Literal(mirror.as_string(self.pg)))).fetchone()[0]:
+        ).format(m=mirror, name=name)).fetchone()[0]:
             return []
         indexes = self.pg.execute(sql.SQL(
             "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
             " WHERE i.indrelid = {name}::regclass AND NOT i.indisunique ORDER BY 1"
-        ).format(name=sql.Literal(mirror.as_string(self.pg)))).fetchall()
-        for name, _ in indexes:
-            self.pg.execute(sql.SQL("DROP INDEX {i}").format(i=_ident(self.mirror[0], name)))
+        ).format(name=name)).fetchall()
+        for index, _ in indexes:
+            self.pg.execute(sql.SQL("DROP INDEX {i}").format(i=_ident(self.mirror[0], index)))
         return [definition for _, definition in indexes]
 
     def differing(self, name: str, where: sql.Composable | None = None, *, stamp: str | None = None,
